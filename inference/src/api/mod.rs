@@ -1,0 +1,227 @@
+//! The node's HTTP API: OpenAI-compatible chat completions, models, health
+//! and metrics.
+
+mod error;
+pub mod openai;
+
+use std::convert::Infallible;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream};
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::engine::{Engine, Event, Generation, PromptError, SubmitError};
+use crate::metrics::{Metrics, Outcome};
+pub use error::ApiError;
+use openai::{
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, Delta,
+    UsageBody,
+};
+
+/// Everything the handlers need, passed explicitly.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub metrics: Metrics,
+    /// The name `/v1/models` reports and answers carry.
+    pub model_id: String,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn chat_completions(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    match start_chat(&state, body) {
+        Ok((request, events)) if request.stream => stream_chat(request, events).into_response(),
+        Ok((request, events)) => whole_chat(request, events).await,
+        Err(error) => {
+            state.metrics.count_request(error.outcome());
+            error.into_response()
+        }
+    }
+}
+
+/// What a streaming or whole answer needs to describe itself.
+struct Started {
+    id: String,
+    created: u64,
+    model: String,
+    stream: bool,
+}
+
+fn start_chat(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Started, UnboundedReceiver<Event>), ApiError> {
+    let body = body.map_err(|rejection| ApiError::from_body_rejection(rejection, state.max_body_bytes))?;
+    let request: ChatCompletionRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
+    let request = request.validate().map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
+
+    let prompt = state.engine.render_chat(&request.messages).map_err(|e| match e {
+        PromptError::TooLong { .. } => ApiError::context_length(e.to_string()),
+        PromptError::Template => ApiError::invalid(e.to_string(), Some("messages")),
+    })?;
+    let room = state.engine.config().ctx_size - prompt.len() as u32;
+    let max_tokens = request.max_tokens.map_or(room, |m| m.min(room));
+    let generation = Generation {
+        prompt,
+        max_tokens,
+        sampling: request.sampling,
+        stop: request.stop,
+        ignore_eos: request.ignore_eos,
+    };
+    let events = state.engine.submit(generation).map_err(|e| match e {
+        SubmitError::QueueFull { .. } => ApiError::queue_full(e.to_string()),
+        SubmitError::Stopped => ApiError::unavailable(e.to_string()),
+    })?;
+    let started = Started {
+        id: format!("chatcmpl-{}", random_hex(12)),
+        created: unix_now(),
+        model: state.model_id.clone(),
+        stream: request.stream,
+    };
+    Ok((started, events))
+}
+
+async fn whole_chat(started: Started, mut events: UnboundedReceiver<Event>) -> Response {
+    let mut content = String::new();
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Text(text) => content.push_str(&text),
+            Event::Done { finish_reason, usage } => {
+                let body = ChatCompletion {
+                    id: started.id,
+                    object: "chat.completion",
+                    created: started.created,
+                    model: started.model,
+                    choices: vec![Choice {
+                        index: 0,
+                        message: AssistantMessage { role: "assistant", content },
+                        finish_reason: finish_reason.as_str(),
+                    }],
+                    usage: UsageBody::from(&usage),
+                };
+                return Json(body).into_response();
+            }
+            Event::Failed(reason) => return ApiError::internal(reason).into_response(),
+        }
+    }
+    ApiError::internal("the engine stopped before the answer was complete".into()).into_response()
+}
+
+/// Where a streamed answer is.
+enum Phase {
+    Opening,
+    Answering,
+    Closing,
+    Closed,
+}
+
+/// Server-sent events in OpenAI's chunk format, ending with `[DONE]`. The
+/// last chunk carries `finish_reason` and `usage`.
+fn stream_chat(
+    started: Started,
+    events: UnboundedReceiver<Event>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let chunks = stream::unfold((Phase::Opening, started, events), |(phase, started, mut events)| async move {
+        let chunk = |delta: Delta, finish_reason: Option<&'static str>, usage: Option<UsageBody>| {
+            let chunk = ChatCompletionChunk {
+                id: &started.id,
+                object: "chat.completion.chunk",
+                created: started.created,
+                model: &started.model,
+                choices: vec![ChunkChoice { index: 0, delta, finish_reason }],
+                usage,
+            };
+            SseEvent::default().json_data(chunk).unwrap_or_default()
+        };
+        let (event, next) = match phase {
+            Phase::Opening => {
+                let delta = Delta { role: Some("assistant"), content: Some(String::new()) };
+                (chunk(delta, None, None), Phase::Answering)
+            }
+            Phase::Answering => match events.recv().await {
+                Some(Event::Text(text)) => (chunk(Delta { content: Some(text), ..Delta::default() }, None, None), Phase::Answering),
+                Some(Event::Done { finish_reason, usage }) => {
+                    (chunk(Delta::default(), Some(finish_reason.as_str()), Some(UsageBody::from(&usage))), Phase::Closing)
+                }
+                Some(Event::Failed(reason)) => (error_event(&reason), Phase::Closing),
+                None => (error_event("the engine stopped before the answer was complete"), Phase::Closing),
+            },
+            Phase::Closing => (SseEvent::default().data("[DONE]"), Phase::Closed),
+            Phase::Closed => return None,
+        };
+        Some((Ok(event), (next, started, events)))
+    });
+    Sse::new(chunks).keep_alive(KeepAlive::default())
+}
+
+fn error_event(message: &str) -> SseEvent {
+    SseEvent::default().data(json!({"error": {"message": message, "type": "server_error"}}).to_string())
+}
+
+async fn models(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "object": "list",
+        "data": [{"id": state.model_id, "object": "model", "created": 0, "owned_by": "chrysalis"}],
+    }))
+}
+
+async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let config = state.engine.config();
+    Json(json!({
+        "status": "ok",
+        "model": state.model_id,
+        "slots": config.parallel,
+        "ctx_size": config.ctx_size,
+        "queue_depth": state.engine.queue_depth(),
+        "queue_capacity": config.queue_capacity,
+    }))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.metrics.queue_depth.set(state.engine.queue_depth() as i64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+}
+
+impl ApiError {
+    fn outcome(&self) -> Outcome {
+        if self.is_queue_full() {
+            Outcome::QueueFull
+        } else {
+            Outcome::Invalid
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // An id only needs to be unique; if the OS source fails, time still differs.
+    if getrandom::fill(&mut buf).is_err() {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        buf.iter_mut().zip(nanos.to_le_bytes()).for_each(|(b, n)| *b = n);
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}

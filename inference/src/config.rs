@@ -1,0 +1,91 @@
+//! The node's command line; every flag can also come from a
+//! `CHRYSALIS_NODE_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::engine::EngineConfig;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "chrysalis-node",
+    version,
+    about = "Chrysalis provider node: answers chat requests with llama.cpp behind an OpenAI-compatible API",
+    long_about = "Chrysalis provider node.\n\nLoads a GGUF model into llama.cpp and answers chat requests through an \
+                  OpenAI-compatible HTTP API (POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics). \
+                  All active requests are decoded together in one batch per step (continuous batching); requests \
+                  beyond the parallel slots wait in a bounded queue, and a full queue answers 503 with Retry-After."
+)]
+pub struct NodeArgs {
+    /// GGUF model file to serve.
+    #[arg(long, env = "CHRYSALIS_NODE_MODEL")]
+    pub model: PathBuf,
+
+    /// Name reported by /v1/models and in answers [default: the model file's name without .gguf].
+    #[arg(long, env = "CHRYSALIS_NODE_MODEL_ID")]
+    pub model_id: Option<String>,
+
+    /// Address and port to listen on.
+    #[arg(long, env = "CHRYSALIS_NODE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// CPU threads for llama.cpp [default: the cores available to this process].
+    #[arg(long, env = "CHRYSALIS_NODE_THREADS")]
+    pub threads: Option<u32>,
+
+    /// Requests decoded together (slots); each keeps its own KV cache.
+    #[arg(long, env = "CHRYSALIS_NODE_PARALLEL", default_value_t = 4)]
+    pub parallel: u32,
+
+    /// Context of one request in tokens (prompt plus answer). Memory is
+    /// reserved for ctx-size times parallel tokens.
+    #[arg(long, env = "CHRYSALIS_NODE_CTX_SIZE", default_value_t = 4096)]
+    pub ctx_size: u32,
+
+    /// Most tokens fed into one decode step (answer tokens plus prompt chunks).
+    #[arg(long, env = "CHRYSALIS_NODE_BATCH_SIZE", default_value_t = 512)]
+    pub batch_size: u32,
+
+    /// Requests that may wait for a free slot; more get 503.
+    #[arg(long, env = "CHRYSALIS_NODE_QUEUE", default_value_t = 64)]
+    pub queue: usize,
+
+    /// Model layers to offload to the GPU (needs a build with `--features cuda`).
+    #[arg(long, env = "CHRYSALIS_NODE_N_GPU_LAYERS", default_value_t = 0)]
+    pub n_gpu_layers: u32,
+
+    /// Largest accepted request body in bytes; larger ones get 413.
+    #[arg(long, env = "CHRYSALIS_NODE_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+}
+
+impl NodeArgs {
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            model_path: self.model.clone(),
+            threads: self.threads.unwrap_or_else(available_cores),
+            parallel: self.parallel,
+            ctx_size: self.ctx_size,
+            batch_size: self.batch_size,
+            queue_capacity: self.queue,
+            n_gpu_layers: self.n_gpu_layers,
+        }
+    }
+
+    pub fn model_id(&self) -> String {
+        self.model_id.clone().unwrap_or_else(|| model_id_from_path(&self.model))
+    }
+}
+
+pub fn available_cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+fn model_id_from_path(path: &std::path::Path) -> String {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| n.strip_suffix(".gguf").unwrap_or(n).to_owned())
+        .unwrap_or_else(|| "model".to_owned())
+}
