@@ -56,6 +56,11 @@ pub struct NodeArgs {
     #[arg(long, env = "CHRYSALIS_NODE_N_GPU_LAYERS", default_value_t = 0)]
     pub n_gpu_layers: u32,
 
+    /// Sealed requests must be sent within this many seconds of the node's
+    /// clock; each is accepted once inside that window.
+    #[arg(long, env = "CHRYSALIS_NODE_REPLAY_WINDOW_SECS", default_value_t = 120)]
+    pub replay_window_secs: u64,
+
     /// Largest accepted request body in bytes; larger ones get 413.
     #[arg(long, env = "CHRYSALIS_NODE_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,

@@ -33,11 +33,32 @@ impl Outcome {
     }
 }
 
-type OutcomeLabel = Vec<(&'static str, &'static str)>;
+/// Why a sealed request was refused before it reached the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedRejection {
+    OpenFailed,
+    Malformed,
+    Replay,
+    QueueFull,
+}
+
+impl SealedRejection {
+    fn label(self) -> &'static str {
+        match self {
+            SealedRejection::OpenFailed => "open_failed",
+            SealedRejection::Malformed => "malformed",
+            SealedRejection::Replay => "replay",
+            SealedRejection::QueueFull => "queue_full",
+        }
+    }
+}
+
+type Label = Vec<(&'static str, &'static str)>;
 
 #[derive(Clone)]
 pub struct Metrics {
-    requests: Family<OutcomeLabel, Counter>,
+    requests: Family<Label, Counter>,
+    sealed_rejections: Family<Label, Counter>,
     pub prompt_tokens: Counter,
     pub cached_prompt_tokens: Counter,
     pub completion_tokens: Counter,
@@ -60,7 +81,8 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("chrysalis_node");
-        let requests = Family::<OutcomeLabel, Counter>::default();
+        let requests = Family::<Label, Counter>::default();
+        let sealed_rejections = Family::<Label, Counter>::default();
         let prompt_tokens = Counter::default();
         let cached_prompt_tokens = Counter::default();
         let completion_tokens = Counter::default();
@@ -72,6 +94,11 @@ impl Metrics {
         let tokens_per_second = Histogram::new(exponential_buckets(1.0, 2.0, 14));
 
         registry.register("requests", "Chat requests by outcome", requests.clone());
+        registry.register(
+            "sealed_rejections",
+            "Sealed requests refused before inference, by reason",
+            sealed_rejections.clone(),
+        );
         registry.register("prompt_tokens", "Prompt tokens of finished requests", prompt_tokens.clone());
         registry.register(
             "cached_prompt_tokens",
@@ -96,6 +123,7 @@ impl Metrics {
 
         Self {
             requests,
+            sealed_rejections,
             prompt_tokens,
             cached_prompt_tokens,
             completion_tokens,
@@ -111,6 +139,10 @@ impl Metrics {
 
     pub fn count_request(&self, outcome: Outcome) {
         self.requests.get_or_create(&vec![("outcome", outcome.label())]).inc();
+    }
+
+    pub fn count_sealed_rejection(&self, reason: SealedRejection) {
+        self.sealed_rejections.get_or_create(&vec![("reason", reason.label())]).inc();
     }
 
     /// Prometheus text exposition format.

@@ -59,6 +59,19 @@ impl ApiError {
         Self { status: StatusCode::INTERNAL_SERVER_ERROR, kind: "server_error", code: None, param: None, message }
     }
 
+    /// A sealed request refused before anything in it was used.
+    pub fn sealed(message: String) -> Self {
+        Self { code: Some("sealed_request_refused"), ..Self::invalid(message, None) }
+    }
+
+    pub fn unsupported_media_type(message: String) -> Self {
+        Self { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, ..Self::invalid(message, None) }
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn is_queue_full(&self) -> bool {
         self.code == Some("queue_full")
     }

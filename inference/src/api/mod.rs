@@ -3,24 +3,30 @@
 
 mod error;
 pub mod openai;
+mod sealed;
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use serde_json::json;
+use chrysalis_protocol::receipt::RequestId;
+use chrysalis_protocol::sealed::REQUEST_ID_HEADER;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::engine::{Engine, Event, Generation, PromptError, SubmitError};
+use crate::identity::{random_bytes, NodeIdentity};
 use crate::metrics::{Metrics, Outcome};
+use crate::replay::ReplayGuard;
 pub use error::ApiError;
 use openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, Delta,
@@ -32,6 +38,8 @@ use openai::{
 pub struct AppState {
     pub engine: Engine,
     pub metrics: Metrics,
+    pub identity: Arc<NodeIdentity>,
+    pub replay: Arc<Mutex<ReplayGuard>>,
     /// The name `/v1/models` reports and answers carry.
     pub model_id: String,
     pub max_body_bytes: usize,
@@ -44,14 +52,25 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(models))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/v1/attestation", get(sealed::attestation))
+        .route("/v1/sealed/chat/completions", post(sealed::chat))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
-async fn chat_completions(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    match start_chat(&state, body) {
-        Ok((request, events)) if request.stream => stream_chat(request, events).into_response(),
-        Ok((request, events)) => whole_chat(request, events).await,
+async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = request_id(&headers).and_then(|request_id| {
+        let body = body.map_err(|rejection| ApiError::from_body_rejection(rejection, state.max_body_bytes))?;
+        let request: ChatCompletionRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
+        start_chat(&state, request, request_id)
+    });
+    match started {
+        Ok((request, events)) if request.stream => stream_chat(state, request, events).into_response(),
+        Ok((request, events)) => whole_chat(state, request, events).await,
         Err(error) => {
             state.metrics.count_request(error.outcome());
             error.into_response()
@@ -59,20 +78,33 @@ async fn chat_completions(State(state): State<AppState>, body: Result<Bytes, Byt
     }
 }
 
+/// The relay's request id, or a fresh one.
+fn request_id(headers: &HeaderMap) -> Result<RequestId, ApiError> {
+    match headers.get(REQUEST_ID_HEADER) {
+        None => Ok(RequestId(random_bytes())),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| RequestId::from_hex(v).ok())
+            .ok_or_else(|| ApiError::invalid(format!("{REQUEST_ID_HEADER} must be 32 hex digits"), None)),
+    }
+}
+
 /// What a streaming or whole answer needs to describe itself.
 struct Started {
     id: String,
+    request_id: RequestId,
     created: u64,
     model: String,
     stream: bool,
 }
 
+/// Validates a parsed request, renders its prompt and queues it.
 fn start_chat(
     state: &AppState,
-    body: Result<Bytes, BytesRejection>,
+    request: ChatCompletionRequest,
+    request_id: RequestId,
 ) -> Result<(Started, UnboundedReceiver<Event>), ApiError> {
-    let body = body.map_err(|rejection| ApiError::from_body_rejection(rejection, state.max_body_bytes))?;
-    let request: ChatCompletionRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
     let request = request.validate().map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
 
     let prompt = state.engine.render_chat(&request.messages).map_err(|e| match e {
@@ -93,7 +125,8 @@ fn start_chat(
         SubmitError::Stopped => ApiError::unavailable(e.to_string()),
     })?;
     let started = Started {
-        id: format!("chatcmpl-{}", random_hex(12)),
+        id: format!("chatcmpl-{}", request_id.to_hex()),
+        request_id,
         created: unix_now(),
         model: state.model_id.clone(),
         stream: request.stream,
@@ -101,7 +134,7 @@ fn start_chat(
     Ok((started, events))
 }
 
-async fn whole_chat(started: Started, mut events: UnboundedReceiver<Event>) -> Response {
+async fn whole_chat(state: AppState, started: Started, mut events: UnboundedReceiver<Event>) -> Response {
     let mut content = String::new();
     while let Some(event) = events.recv().await {
         match event {
@@ -118,6 +151,7 @@ async fn whole_chat(started: Started, mut events: UnboundedReceiver<Event>) -> R
                         finish_reason: finish_reason.as_str(),
                     }],
                     usage: UsageBody::from(&usage),
+                    receipt: state.identity.sign_receipt(started.request_id, &usage).to_base64(),
                 };
                 return Json(body).into_response();
             }
@@ -138,11 +172,14 @@ enum Phase {
 /// Server-sent events in OpenAI's chunk format, ending with `[DONE]`. The
 /// last chunk carries `finish_reason` and `usage`.
 fn stream_chat(
+    state: AppState,
     started: Started,
     events: UnboundedReceiver<Event>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let chunks = stream::unfold((Phase::Opening, started, events), |(phase, started, mut events)| async move {
-        let chunk = |delta: Delta, finish_reason: Option<&'static str>, usage: Option<UsageBody>| {
+    let chunks = stream::unfold((Phase::Opening, started, events), move |(phase, started, mut events)| {
+        let state = state.clone();
+        async move {
+        let chunk = |delta: Delta, finish_reason: Option<&'static str>, usage: Option<UsageBody>, receipt: Option<String>| {
             let chunk = ChatCompletionChunk {
                 id: &started.id,
                 object: "chat.completion.chunk",
@@ -150,18 +187,23 @@ fn stream_chat(
                 model: &started.model,
                 choices: vec![ChunkChoice { index: 0, delta, finish_reason }],
                 usage,
+                receipt,
             };
             SseEvent::default().json_data(chunk).unwrap_or_default()
         };
         let (event, next) = match phase {
             Phase::Opening => {
                 let delta = Delta { role: Some("assistant"), content: Some(String::new()) };
-                (chunk(delta, None, None), Phase::Answering)
+                (chunk(delta, None, None, None), Phase::Answering)
             }
             Phase::Answering => match events.recv().await {
-                Some(Event::Text(text)) => (chunk(Delta { content: Some(text), ..Delta::default() }, None, None), Phase::Answering),
+                Some(Event::Text(text)) => {
+                    (chunk(Delta { content: Some(text), ..Delta::default() }, None, None, None), Phase::Answering)
+                }
                 Some(Event::Done { finish_reason, usage }) => {
-                    (chunk(Delta::default(), Some(finish_reason.as_str()), Some(UsageBody::from(&usage))), Phase::Closing)
+                    let receipt = state.identity.sign_receipt(started.request_id, &usage).to_base64();
+                    let last = chunk(Delta::default(), Some(finish_reason.as_str()), Some(UsageBody::from(&usage)), Some(receipt));
+                    (last, Phase::Closing)
                 }
                 Some(Event::Failed(reason)) => (error_event(&reason), Phase::Closing),
                 None => (error_event("the engine stopped before the answer was complete"), Phase::Closing),
@@ -170,6 +212,7 @@ fn stream_chat(
             Phase::Closed => return None,
         };
         Some((Ok(event), (next, started, events)))
+        }
     });
     Sse::new(chunks).keep_alive(KeepAlive::default())
 }
@@ -214,14 +257,4 @@ impl ApiError {
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    // An id only needs to be unique; if the OS source fails, time still differs.
-    if getrandom::fill(&mut buf).is_err() {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        buf.iter_mut().zip(nanos.to_le_bytes()).for_each(|(b, n)| *b = n);
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }

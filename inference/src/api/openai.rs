@@ -225,6 +225,8 @@ pub struct ChatCompletion {
     pub model: String,
     pub choices: Vec<Choice>,
     pub usage: UsageBody,
+    /// The node's signed usage receipt (base64url), an extension field.
+    pub receipt: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -273,6 +275,8 @@ pub struct ChatCompletionChunk<'a> {
     pub choices: Vec<ChunkChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<UsageBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

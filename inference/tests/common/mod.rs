@@ -11,9 +11,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use chrysalis_inference::api::AppState;
-use chrysalis_inference::engine::{Engine, EngineConfig};
-use chrysalis_inference::metrics::Metrics;
+use chrysalis_inference::config::NodeArgs;
+use clap::Parser;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -29,29 +28,19 @@ pub struct TestNode {
     pub url: String,
 }
 
-pub fn start_node(parallel: u32, ctx_size: u32, queue_capacity: usize) -> TestNode {
-    let config = EngineConfig {
-        model_path: model_path(),
-        threads: chrysalis_inference::config::available_cores(),
-        parallel,
-        ctx_size,
-        batch_size: 512,
-        queue_capacity,
-        n_gpu_layers: 0,
-    };
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let metrics = Metrics::new();
-            let engine = Engine::start(config, metrics.clone()).expect("engine starts on the test model");
-            let state = AppState { engine, metrics, model_id: "test-model".into(), max_body_bytes: 1 << 20 };
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            chrysalis_inference::serve(listener, state, std::future::pending()).await.unwrap();
-        });
-    });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(120)).expect("node started");
+pub fn start_node(parallel: u32, ctx_size: u32, queue: usize) -> TestNode {
+    let model = model_path();
+    let args = NodeArgs::parse_from([
+        "chrysalis-node".to_owned(),
+        format!("--model={}", model.display()),
+        "--model-id=test-model".to_owned(),
+        "--listen=127.0.0.1:0".to_owned(),
+        format!("--parallel={parallel}"),
+        format!("--ctx-size={ctx_size}"),
+        format!("--queue={queue}"),
+        "--replay-window-secs=60".to_owned(),
+    ]);
+    let addr = chrysalis_inference::spawn(args).expect("node starts on the test model");
     TestNode { url: format!("http://{addr}") }
 }
 

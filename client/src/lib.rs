@@ -1,0 +1,156 @@
+//! Talking to a provider node privately: fetch and check its attestation
+//! document, seal a chat to its key, open the streamed answer chunk by
+//! chunk, and verify the receipt against the attested signing key.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrysalis_protocol::attestation::{AttestationDocument, AttestationError, Policy, VerifiedNode, MAX_DOCUMENT_BYTES};
+use chrysalis_protocol::ohttp::{OhttpError, ProductClientRequest};
+use chrysalis_protocol::rand_core::UnwrapErr;
+use chrysalis_protocol::receipt::{Receipt, ReceiptError, SignedReceipt};
+use chrysalis_protocol::sealed::{
+    SealedEvent, SealedRequest, SealedUsage, RECEIPT_TRAILER, REQUEST_MEDIA_TYPE, SEALED_REQUEST_VERSION,
+};
+use http_body_util::BodyExt;
+
+/// Largest sealed chunk a client buffers (an answer event is far smaller).
+const MAX_CHUNK_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("could not reach the node: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the node answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("{0}")]
+    Attestation(#[from] AttestationError),
+    #[error("sealing: {0}")]
+    Sealed(#[from] OhttpError),
+    #[error("the node's answer broke the protocol: {0}")]
+    Protocol(String),
+    #[error("receipt: {0}")]
+    Receipt(#[from] ReceiptError),
+    #[error("the node could not answer: {0}")]
+    Node(String),
+}
+
+/// A finished sealed chat.
+#[derive(Debug)]
+pub struct ChatOutcome {
+    pub text: String,
+    pub finish_reason: String,
+    pub usage: SealedUsage,
+    /// The receipt, verified against the node's attested signing key.
+    pub receipt: Receipt,
+    /// Opened chunks that carried text.
+    pub text_chunks: usize,
+    /// The clear receipt trailer, when the transport delivered it.
+    pub trailer_receipt: Option<String>,
+}
+
+pub struct NodeClient {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl NodeClient {
+    pub fn new(base_url: &str) -> Self {
+        Self { http: reqwest::Client::new(), base_url: base_url.trim_end_matches('/').to_owned() }
+    }
+
+    /// Fetches the node's attestation document and checks it against `policy`.
+    pub async fn attest(&self, policy: &Policy) -> Result<VerifiedNode, ClientError> {
+        let response = self.http.get(format!("{}/v1/attestation", self.base_url)).send().await?;
+        let response = check_status(response).await?;
+        if response.content_length().is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64) {
+            return Err(AttestationError::TooLarge.into());
+        }
+        let body = response.bytes().await?;
+        Ok(AttestationDocument::parse(&body)?.verify(policy)?)
+    }
+
+    /// Seals `chat` (an OpenAI chat request body) to `node`, streams the
+    /// answer through `on_text` as it is opened, and returns the outcome with
+    /// its verified receipt.
+    pub async fn chat(
+        &self,
+        node: &VerifiedNode,
+        chat: serde_json::Value,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<ChatOutcome, ClientError> {
+        let sent_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let plaintext = serde_json::to_vec(&SealedRequest { v: SEALED_REQUEST_VERSION, sent_at, chat })
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (sealed, mut opener) =
+            ProductClientRequest::seal_chunked(&node.key_config, &plaintext, &mut UnwrapErr(getrandom::SysRng))?;
+
+        let response = self
+            .http
+            .post(format!("{}/v1/sealed/chat/completions", self.base_url))
+            .header(reqwest::header::CONTENT_TYPE, REQUEST_MEDIA_TYPE)
+            // HTTP/1.1 servers send the receipt trailer only to clients that accept trailers.
+            .header(reqwest::header::TE, "trailers")
+            .body(sealed)
+            .send()
+            .await?;
+        let response = check_status(response).await?;
+        let mut body = http::Response::<reqwest::Body>::from(response).into_body();
+
+        let mut text = String::new();
+        let mut text_chunks = 0;
+        let mut trailer_receipt = None;
+        let mut buffered = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame?;
+            if let Some(trailers) = frame.trailers_ref() {
+                trailer_receipt = trailers.get(RECEIPT_TRAILER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                continue;
+            }
+            let Ok(data) = frame.into_data() else { continue };
+            buffered += data.len();
+            for chunk in opener.push(&data)? {
+                buffered = 0;
+                match parse_event(&chunk)? {
+                    SealedEvent::Delta { content } => {
+                        on_text(&content);
+                        text.push_str(&content);
+                        text_chunks += 1;
+                    }
+                    _ => return Err(ClientError::Protocol("only the final chunk may end the answer".into())),
+                }
+            }
+            if buffered > MAX_CHUNK_BYTES {
+                return Err(ClientError::Protocol("a sealed chunk exceeds the size limit".into()));
+            }
+        }
+        match parse_event(&opener.finish()?)? {
+            SealedEvent::Done { finish_reason, usage, receipt } => {
+                let signed = SignedReceipt::from_base64(&receipt)?;
+                let receipt = signed.verify(&node.signing_key)?.clone();
+                if receipt.model_sha256 != node.model_sha256 {
+                    return Err(ClientError::Protocol("the receipt names another model than the attested one".into()));
+                }
+                if (receipt.prompt_tokens, receipt.completion_tokens) != (usage.prompt_tokens, usage.completion_tokens) {
+                    return Err(ClientError::Protocol("the receipt's token counts differ from the answer's".into()));
+                }
+                Ok(ChatOutcome { text, finish_reason, usage, receipt, text_chunks, trailer_receipt })
+            }
+            SealedEvent::Error { message } => Err(ClientError::Node(message)),
+            SealedEvent::Delta { .. } => Err(ClientError::Protocol("the final chunk must end the answer".into())),
+        }
+    }
+}
+
+fn parse_event(bytes: &[u8]) -> Result<SealedEvent, ClientError> {
+    serde_json::from_slice(bytes).map_err(|e| ClientError::Protocol(format!("unreadable event: {e}")))
+}
+
+async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let message = body["error"]["message"].as_str().unwrap_or("no error message").to_owned();
+    Err(ClientError::Status { status, message })
+}
