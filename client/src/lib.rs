@@ -4,7 +4,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use chrysalis_protocol::attestation::{AttestationDocument, AttestationError, Policy, VerifiedNode, MAX_DOCUMENT_BYTES};
+use chrysalis_protocol::attestation::{
+    AttestationDocument, AttestationError, Policy, VerifiedNode, MAX_DOCUMENT_BYTES,
+};
 use chrysalis_protocol::ohttp::{OhttpError, ProductClientRequest};
 use chrysalis_protocol::rand_core::UnwrapErr;
 use chrysalis_protocol::receipt::{Receipt, ReceiptError, SignedReceipt};
@@ -130,7 +132,8 @@ impl NodeClient {
                 if receipt.model_sha256 != node.model_sha256 {
                     return Err(ClientError::Protocol("the receipt names another model than the attested one".into()));
                 }
-                if (receipt.prompt_tokens, receipt.completion_tokens) != (usage.prompt_tokens, usage.completion_tokens) {
+                if (receipt.prompt_tokens, receipt.completion_tokens) != (usage.prompt_tokens, usage.completion_tokens)
+                {
                     return Err(ClientError::Protocol("the receipt's token counts differ from the answer's".into()));
                 }
                 Ok(ChatOutcome { text, finish_reason, usage, receipt, text_chunks, trailer_receipt })

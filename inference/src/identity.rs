@@ -39,14 +39,14 @@ impl NodeIdentity {
         let ohttp = ServerKey::generate(OHTTP_KEY_ID, &mut os_rng());
         let signing = SigningKey::from_bytes(&random_bytes());
         let engine = format!("chrysalis-node {} (llama.cpp via llama-cpp-2)", env!("CARGO_PKG_VERSION"));
-        let document = AttestationDocument::unattested(&ohttp.config(), &signing.verifying_key(), &model_sha256, &engine);
+        let document =
+            AttestationDocument::unattested(&ohttp.config(), &signing.verifying_key(), &model_sha256, &engine);
         Self { ohttp, signing, model_sha256, document }
     }
 
     pub fn sign_receipt(&self, request_id: RequestId, usage: &Usage) -> SignedReceipt {
-        let timestamp_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let timestamp_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         Receipt {
             request_id,
             model_sha256: self.model_sha256,

@@ -36,8 +36,8 @@ pub fn build_state(args: &NodeArgs) -> anyhow::Result<api::AppState> {
     let config = args.engine_config();
     tracing::info!(model = %config.model_path.display(), threads = config.threads, parallel = config.parallel,
         ctx_size = config.ctx_size, "loading model");
-    let model_sha256 =
-        sha256_file(&config.model_path).with_context(|| format!("reading model file {}", config.model_path.display()))?;
+    let model_sha256 = sha256_file(&config.model_path)
+        .with_context(|| format!("reading model file {}", config.model_path.display()))?;
     let engine = Engine::start(config, metrics.clone()).context("starting the engine")?;
     let identity = NodeIdentity::generate(model_sha256);
     tracing::info!(model_sha256 = %identity.document.model_sha256, "node identity created (tee: none)");

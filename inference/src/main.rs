@@ -11,9 +11,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = NodeArgs::parse();
     let state = chrysalis_inference::build_state(&args)?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("chrysalis-node listening on http://{addr} (model {})", state.model_id);
     chrysalis_inference::serve(listener, state, shutdown_signal()).await?;

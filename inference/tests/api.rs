@@ -71,10 +71,7 @@ async fn four_concurrent_requests_match_one_by_one_and_finish_sooner() {
 
     let together: Vec<String> = together.iter().map(content).collect();
     assert_eq!(together, one_by_one);
-    assert!(
-        concurrent < sequential,
-        "batched run took {concurrent:?}, one by one took {sequential:?}"
-    );
+    assert!(concurrent < sequential, "batched run took {concurrent:?}, one by one took {sequential:?}");
 }
 
 #[tokio::test]

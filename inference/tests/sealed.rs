@@ -98,9 +98,8 @@ async fn a_relay_names_the_request_id_in_the_receipt() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let body = http_body_util::BodyExt::collect(http::Response::<reqwest::Body>::from(response).into_body())
-        .await
-        .unwrap();
+    let body =
+        http_body_util::BodyExt::collect(http::Response::<reqwest::Body>::from(response).into_body()).await.unwrap();
     let trailers = body.trailers().cloned().expect("trailers");
     let _ = body.to_bytes();
     let receipt = SignedReceipt::from_base64(trailers["chrysalis-receipt"].to_str().unwrap()).unwrap();

@@ -86,7 +86,12 @@ fn b64() -> base64::engine::GeneralPurpose {
 
 impl AttestationDocument {
     /// A development document (`tee: none`) for these keys and model.
-    pub fn unattested(key_config: &KeyConfig, signing_key: &VerifyingKey, model_sha256: &[u8; 32], engine: &str) -> Self {
+    pub fn unattested(
+        key_config: &KeyConfig,
+        signing_key: &VerifyingKey,
+        model_sha256: &[u8; 32],
+        engine: &str,
+    ) -> Self {
         let mut doc = Self {
             version: DOCUMENT_VERSION,
             ohttp_key_config: b64().encode(key_config.encode()),
@@ -126,16 +131,19 @@ impl AttestationDocument {
         if self.version != DOCUMENT_VERSION {
             return Err(malformed("unknown document version"));
         }
-        let config_bytes = b64().decode(&self.ohttp_key_config).map_err(|_| malformed("ohttp_key_config is not base64url"))?;
+        let config_bytes =
+            b64().decode(&self.ohttp_key_config).map_err(|_| malformed("ohttp_key_config is not base64url"))?;
         let key_config = KeyConfig::decode(&config_bytes).map_err(|e| AttestationError::Malformed(e.to_string()))?;
         let signing_bytes: [u8; 32] = b64()
             .decode(&self.signing_key)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| malformed("signing_key is not 32 base64url bytes"))?;
-        let signing_key = VerifyingKey::from_bytes(&signing_bytes).map_err(|_| malformed("signing_key is not an Ed25519 key"))?;
+        let signing_key =
+            VerifyingKey::from_bytes(&signing_bytes).map_err(|_| malformed("signing_key is not an Ed25519 key"))?;
         let mut model_sha256 = [0u8; 32];
-        hex::decode_to_slice(&self.model_sha256, &mut model_sha256).map_err(|_| malformed("model_sha256 is not 64 hex digits"))?;
+        hex::decode_to_slice(&self.model_sha256, &mut model_sha256)
+            .map_err(|_| malformed("model_sha256 is not 64 hex digits"))?;
         if self.engine.len() > 256 {
             return Err(malformed("engine is longer than 256 bytes"));
         }
@@ -196,7 +204,10 @@ mod tests {
     fn parse_limits_size_and_shape() {
         let json = serde_json::to_vec(&doc()).unwrap();
         assert_eq!(AttestationDocument::parse(&json).unwrap(), doc());
-        assert_eq!(AttestationDocument::parse(&vec![b' '; MAX_DOCUMENT_BYTES + 1]).err(), Some(AttestationError::TooLarge));
+        assert_eq!(
+            AttestationDocument::parse(&vec![b' '; MAX_DOCUMENT_BYTES + 1]).err(),
+            Some(AttestationError::TooLarge)
+        );
         let unknown_tee = String::from_utf8(json).unwrap().replace("\"none\"", "\"sgx\"");
         assert!(matches!(AttestationDocument::parse(unknown_tee.as_bytes()), Err(AttestationError::Malformed(_))));
     }

@@ -44,7 +44,9 @@ pub enum OhttpError {
     Truncated,
     #[error("the sealed message names key {0}, which this node does not hold")]
     UnknownKey(u8),
-    #[error("the sealed message asks for an unsupported algorithm suite (KEM {kem:#06x}, KDF {kdf:#06x}, AEAD {aead:#06x})")]
+    #[error(
+        "the sealed message asks for an unsupported algorithm suite (KEM {kem:#06x}, KDF {kdf:#06x}, AEAD {aead:#06x})"
+    )]
     UnsupportedSuite { kem: u16, kdf: u16, aead: u16 },
     #[error("the sealed message could not be opened (wrong key or altered bytes)")]
     Open,
@@ -114,7 +116,8 @@ impl KeyConfig {
     }
 
     fn public(&self) -> Result<<Kem25519 as Kem>::PublicKey, OhttpError> {
-        <Kem25519 as Kem>::PublicKey::from_bytes(&self.public_key).map_err(|_| OhttpError::KeyConfig("invalid public key"))
+        <Kem25519 as Kem>::PublicKey::from_bytes(&self.public_key)
+            .map_err(|_| OhttpError::KeyConfig("invalid public key"))
     }
 }
 
@@ -133,7 +136,8 @@ impl ServerKey {
 
     /// A key from its 32-byte X25519 secret (test vectors, sealed storage).
     pub fn from_secret(key_id: u8, secret: &[u8]) -> Result<Self, OhttpError> {
-        let secret = <Kem25519 as Kem>::PrivateKey::from_bytes(secret).map_err(|_| OhttpError::KeyConfig("invalid secret key"))?;
+        let secret = <Kem25519 as Kem>::PrivateKey::from_bytes(secret)
+            .map_err(|_| OhttpError::KeyConfig("invalid secret key"))?;
         let public = Kem25519::sk_to_pk(&secret);
         Ok(Self { key_id, secret, public })
     }
@@ -159,7 +163,10 @@ impl ServerKey {
 
     /// Opens a chunked encapsulated request received whole. A request that
     /// ends without its final chunk is refused as truncated.
-    pub fn open_chunked_request<A: Aead>(&self, enc_request: &[u8]) -> Result<(Vec<u8>, ResponseContext<A>), OhttpError> {
+    pub fn open_chunked_request<A: Aead>(
+        &self,
+        enc_request: &[u8],
+    ) -> Result<(Vec<u8>, ResponseContext<A>), OhttpError> {
         let (header, enc, mut rest) = self.split_request::<A>(enc_request)?;
         let mut ctx = self.receiver::<A>(LABEL_CHUNKED_REQUEST, header, enc)?;
         let mut plaintext = Vec::new();
@@ -197,7 +204,12 @@ impl ServerKey {
         Ok((header, enc, rest))
     }
 
-    fn receiver<A: Aead>(&self, label: &[u8], header: &[u8], enc: &[u8]) -> Result<AeadCtxR<A, HkdfSha256, Kem25519>, OhttpError> {
+    fn receiver<A: Aead>(
+        &self,
+        label: &[u8],
+        header: &[u8],
+        enc: &[u8],
+    ) -> Result<AeadCtxR<A, HkdfSha256, Kem25519>, OhttpError> {
         let encapped = <Kem25519 as Kem>::EncappedKey::from_bytes(enc).map_err(|_| OhttpError::Open)?;
         hpke::setup_receiver::<A, HkdfSha256, Kem25519>(&OpModeR::Base, &self.secret, &encapped, &info(label, header))
             .map_err(|_| OhttpError::Open)
@@ -232,21 +244,36 @@ pub struct ClientRequest<A: Aead> {
 impl<A: Aead> ClientRequest<A> {
     fn new(config: &KeyConfig, label: &[u8], rng: &mut impl CryptoRng) -> Result<Self, OhttpError> {
         if !config.suites.contains(&(KDF_HKDF_SHA256, aead_id::<A>())) {
-            return Err(OhttpError::UnsupportedSuite { kem: KEM_X25519_HKDF_SHA256, kdf: KDF_HKDF_SHA256, aead: aead_id::<A>() });
+            return Err(OhttpError::UnsupportedSuite {
+                kem: KEM_X25519_HKDF_SHA256,
+                kdf: KDF_HKDF_SHA256,
+                aead: aead_id::<A>(),
+            });
         }
         let header = header::<A>(config.key_id);
-        let (encapped, ctx) =
-            hpke::setup_sender_with_rng::<A, HkdfSha256, Kem25519>(&OpModeS::Base, &config.public()?, &info(label, &header), rng)
-                .map_err(|_| OhttpError::Open)?;
+        let (encapped, ctx) = hpke::setup_sender_with_rng::<A, HkdfSha256, Kem25519>(
+            &OpModeS::Base,
+            &config.public()?,
+            &info(label, &header),
+            rng,
+        )
+        .map_err(|_| OhttpError::Open)?;
         Ok(Self { ctx, enc: encapped.to_bytes().to_vec(), header })
     }
 
     /// RFC 9458 encapsulated request: header || enc || sealed request.
-    pub fn seal(config: &KeyConfig, request: &[u8], rng: &mut impl CryptoRng) -> Result<(Vec<u8>, ResponseOpener<A>), OhttpError> {
+    pub fn seal(
+        config: &KeyConfig,
+        request: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<(Vec<u8>, ResponseOpener<A>), OhttpError> {
         let mut this = Self::new(config, LABEL_REQUEST, rng)?;
         let sealed = this.ctx.seal(request, b"").map_err(|_| OhttpError::Open)?;
         let out = [&this.header[..], &this.enc, &sealed].concat();
-        Ok((out, ResponseOpener { secret: this.export(LABEL_RESPONSE)?, enc: this.enc, aead: core::marker::PhantomData }))
+        Ok((
+            out,
+            ResponseOpener { secret: this.export(LABEL_RESPONSE)?, enc: this.enc, aead: core::marker::PhantomData },
+        ))
     }
 
     /// Chunked encapsulated request holding the whole request as its final chunk.
@@ -298,7 +325,12 @@ fn aead_seal<A: Aead>(cipher: &A::AeadImpl, nonce: &[u8], aad: &[u8], plaintext:
         .expect("AES-GCM seals any message below 64 GiB")
 }
 
-fn aead_open<A: Aead>(cipher: &A::AeadImpl, nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, OhttpError> {
+fn aead_open<A: Aead>(
+    cipher: &A::AeadImpl,
+    nonce: &[u8],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, OhttpError> {
     let nonce = nonce.try_into().map_err(|_| OhttpError::Open)?;
     cipher.decrypt(nonce, Payload { msg: ciphertext, aad }).map_err(|_| OhttpError::Open)
 }
@@ -536,7 +568,8 @@ mod tests {
     fn chunked_request_and_response_round_trip() {
         let server = server();
         let mut rng = FixedRng::new(&[]);
-        let (sealed, mut opener) = ProductClientRequest::seal_chunked(&server.config(), b"hello node", &mut rng).unwrap();
+        let (sealed, mut opener) =
+            ProductClientRequest::seal_chunked(&server.config(), b"hello node", &mut rng).unwrap();
         let (request, ctx) = server.open_chunked_request::<ProductAead>(&sealed).unwrap();
         assert_eq!(request, b"hello node");
 

@@ -113,8 +113,7 @@ impl SignedReceipt {
     /// The receipt, once its signature checks out against `key`.
     pub fn verify(&self, key: &VerifyingKey) -> Result<&Receipt, ReceiptError> {
         let signature = Signature::from_bytes(&self.signature);
-        key.verify(&[DOMAIN, &self.receipt.body()].concat(), &signature)
-            .map_err(|_| ReceiptError::BadSignature)?;
+        key.verify(&[DOMAIN, &self.receipt.body()].concat(), &signature).map_err(|_| ReceiptError::BadSignature)?;
         Ok(&self.receipt)
     }
 

@@ -17,10 +17,10 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::stream::{self, Stream};
-use serde_json::json;
 use chrysalis_protocol::receipt::RequestId;
 use chrysalis_protocol::sealed::REQUEST_ID_HEADER;
+use futures_util::stream::{self, Stream};
+use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::engine::{Engine, Event, Generation, PromptError, SubmitError};
@@ -29,8 +29,7 @@ use crate::metrics::{Metrics, Outcome};
 use crate::replay::ReplayGuard;
 pub use error::ApiError;
 use openai::{
-    AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, Delta,
-    UsageBody,
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, Delta, UsageBody,
 };
 
 /// Everything the handlers need, passed explicitly.
@@ -179,39 +178,47 @@ fn stream_chat(
     let chunks = stream::unfold((Phase::Opening, started, events), move |(phase, started, mut events)| {
         let state = state.clone();
         async move {
-        let chunk = |delta: Delta, finish_reason: Option<&'static str>, usage: Option<UsageBody>, receipt: Option<String>| {
-            let chunk = ChatCompletionChunk {
-                id: &started.id,
-                object: "chat.completion.chunk",
-                created: started.created,
-                model: &started.model,
-                choices: vec![ChunkChoice { index: 0, delta, finish_reason }],
-                usage,
-                receipt,
+            let chunk = |delta: Delta,
+                         finish_reason: Option<&'static str>,
+                         usage: Option<UsageBody>,
+                         receipt: Option<String>| {
+                let chunk = ChatCompletionChunk {
+                    id: &started.id,
+                    object: "chat.completion.chunk",
+                    created: started.created,
+                    model: &started.model,
+                    choices: vec![ChunkChoice { index: 0, delta, finish_reason }],
+                    usage,
+                    receipt,
+                };
+                SseEvent::default().json_data(chunk).unwrap_or_default()
             };
-            SseEvent::default().json_data(chunk).unwrap_or_default()
-        };
-        let (event, next) = match phase {
-            Phase::Opening => {
-                let delta = Delta { role: Some("assistant"), content: Some(String::new()) };
-                (chunk(delta, None, None, None), Phase::Answering)
-            }
-            Phase::Answering => match events.recv().await {
-                Some(Event::Text(text)) => {
-                    (chunk(Delta { content: Some(text), ..Delta::default() }, None, None, None), Phase::Answering)
+            let (event, next) = match phase {
+                Phase::Opening => {
+                    let delta = Delta { role: Some("assistant"), content: Some(String::new()) };
+                    (chunk(delta, None, None, None), Phase::Answering)
                 }
-                Some(Event::Done { finish_reason, usage }) => {
-                    let receipt = state.identity.sign_receipt(started.request_id, &usage).to_base64();
-                    let last = chunk(Delta::default(), Some(finish_reason.as_str()), Some(UsageBody::from(&usage)), Some(receipt));
-                    (last, Phase::Closing)
-                }
-                Some(Event::Failed(reason)) => (error_event(&reason), Phase::Closing),
-                None => (error_event("the engine stopped before the answer was complete"), Phase::Closing),
-            },
-            Phase::Closing => (SseEvent::default().data("[DONE]"), Phase::Closed),
-            Phase::Closed => return None,
-        };
-        Some((Ok(event), (next, started, events)))
+                Phase::Answering => match events.recv().await {
+                    Some(Event::Text(text)) => {
+                        (chunk(Delta { content: Some(text), ..Delta::default() }, None, None, None), Phase::Answering)
+                    }
+                    Some(Event::Done { finish_reason, usage }) => {
+                        let receipt = state.identity.sign_receipt(started.request_id, &usage).to_base64();
+                        let last = chunk(
+                            Delta::default(),
+                            Some(finish_reason.as_str()),
+                            Some(UsageBody::from(&usage)),
+                            Some(receipt),
+                        );
+                        (last, Phase::Closing)
+                    }
+                    Some(Event::Failed(reason)) => (error_event(&reason), Phase::Closing),
+                    None => (error_event("the engine stopped before the answer was complete"), Phase::Closing),
+                },
+                Phase::Closing => (SseEvent::default().data("[DONE]"), Phase::Closed),
+                Phase::Closed => return None,
+            };
+            Some((Ok(event), (next, started, events)))
         }
     });
     Sse::new(chunks).keep_alive(KeepAlive::default())

@@ -22,8 +22,8 @@ use chrysalis_protocol::sealed::{
     SEALED_REQUEST_VERSION,
 };
 use futures_util::stream;
-use http_body_util::StreamBody;
 use http_body::Frame;
+use http_body_util::StreamBody;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::openai::ChatCompletionRequest;
@@ -31,7 +31,6 @@ use super::{request_id, start_chat, unix_now, ApiError, AppState, Started};
 use crate::engine::Event;
 use crate::identity::os_rng;
 use crate::metrics::SealedRejection;
-
 
 pub async fn attestation(State(state): State<AppState>) -> Json<AttestationDocument> {
     Json(state.identity.document.clone())
@@ -52,7 +51,9 @@ type Refusal = (SealedRejection, ApiError);
 fn open(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, Refusal> {
     let malformed = |error: ApiError| (SealedRejection::Malformed, error);
     if headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) != Some(REQUEST_MEDIA_TYPE) {
-        return Err(malformed(ApiError::unsupported_media_type(format!("a sealed request's content type is {REQUEST_MEDIA_TYPE}"))));
+        return Err(malformed(ApiError::unsupported_media_type(format!(
+            "a sealed request's content type is {REQUEST_MEDIA_TYPE}"
+        ))));
     }
     let request_id = request_id(headers).map_err(malformed)?;
     let body = body.map_err(|r| malformed(ApiError::from_body_rejection(r, state.max_body_bytes)))?;
@@ -76,9 +77,8 @@ fn open(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejectio
         .check(enc, sealed.sent_at, unix_now())
         .map_err(|e| (SealedRejection::Replay, ApiError::sealed(e.to_string())))?;
 
-    let (prefix, sealer) = context
-        .chunked(&mut os_rng())
-        .map_err(|e| (SealedRejection::OpenFailed, ApiError::internal(e.to_string())))?;
+    let (prefix, sealer) =
+        context.chunked(&mut os_rng()).map_err(|e| (SealedRejection::OpenFailed, ApiError::internal(e.to_string())))?;
     // From here on, errors concern the content and travel sealed.
     let started = serde_json::from_value::<ChatCompletionRequest>(sealed.chat)
         .map_err(ApiError::from_json)
@@ -160,12 +160,18 @@ fn answer_frames(
                             (Frame::data(Bytes::from(last)), Phase::Trailer(trailers))
                         }
                         Some(Event::Failed(message)) => {
-                            let last = sealer.take().expect("checked above").seal_final(&event_bytes(&SealedEvent::Error { message }));
+                            let last = sealer
+                                .take()
+                                .expect("checked above")
+                                .seal_final(&event_bytes(&SealedEvent::Error { message }));
                             (Frame::data(Bytes::from(last)), Phase::Closed)
                         }
                         None => {
                             let message = "the engine stopped before the answer was complete".to_owned();
-                            let last = sealer.take().expect("checked above").seal_final(&event_bytes(&SealedEvent::Error { message }));
+                            let last = sealer
+                                .take()
+                                .expect("checked above")
+                                .seal_final(&event_bytes(&SealedEvent::Error { message }));
                             (Frame::data(Bytes::from(last)), Phase::Closed)
                         }
                     }

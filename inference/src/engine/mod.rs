@@ -166,8 +166,8 @@ impl Engine {
             return Err(model_error("no such file".into()));
         }
         let params = LlamaModelParams::default().with_n_gpu_layers(config.n_gpu_layers);
-        let model = LlamaModel::load_from_file(backend, &config.model_path, &params)
-            .map_err(|e| model_error(e.to_string()))?;
+        let model =
+            LlamaModel::load_from_file(backend, &config.model_path, &params).map_err(|e| model_error(e.to_string()))?;
         let template = model
             .chat_template(None)
             .map_err(|e| model_error(format!("no usable chat template in the GGUF metadata: {e}")))?;
@@ -218,10 +218,9 @@ impl Engine {
         let (events, receiver) = mpsc::unbounded_channel();
         match self.inner.jobs.try_send(Job { generation, events, submitted_at: Instant::now() }) {
             Ok(()) => Ok(receiver),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(SubmitError::QueueFull {
-                parallel: self.inner.config.parallel,
-                queued: self.queue_depth(),
-            }),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(SubmitError::QueueFull { parallel: self.inner.config.parallel, queued: self.queue_depth() })
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SubmitError::Stopped),
         }
     }

@@ -79,11 +79,7 @@ impl Worker {
         Self { backend, model, config, metrics }
     }
 
-    pub(super) fn run(
-        self,
-        mut jobs: mpsc::Receiver<Job>,
-        ready: std::sync::mpsc::Sender<Result<(), String>>,
-    ) {
+    pub(super) fn run(self, mut jobs: mpsc::Receiver<Job>, ready: std::sync::mpsc::Sender<Result<(), String>>) {
         let config = &self.config;
         let threads = i32::try_from(config.threads).unwrap_or(i32::MAX);
         // Separate (not unified) KV streams: each slot owns `ctx_size`
@@ -200,9 +196,7 @@ impl Worker {
         // The last prompt token is always fed again: its logits pick the
         // first answer token.
         let mut reused = common_prefix(&slot.cached, &prompt).min(prompt.len().saturating_sub(1));
-        let trimmed = u32::try_from(reused)
-            .ok()
-            .and_then(|p0| ctx.kv_cache_seq_rm(slot.seq, Some(p0), None).ok());
+        let trimmed = u32::try_from(reused).ok().and_then(|p0| ctx.kv_cache_seq_rm(slot.seq, Some(p0), None).ok());
         if trimmed.is_none() {
             let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
             reused = 0;
@@ -272,9 +266,7 @@ impl Worker {
         let now = Instant::now();
         if active.first_token_at.is_none() {
             active.first_token_at = Some(now);
-            self.metrics
-                .time_to_first_token
-                .observe(now.duration_since(active.submitted_at).as_secs_f64());
+            self.metrics.time_to_first_token.observe(now.duration_since(active.submitted_at).as_secs_f64());
         }
         let vocab = self.model.vocab();
         if vocab.is_eog(token) && !active.ignore_eos {
