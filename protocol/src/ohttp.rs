@@ -608,13 +608,20 @@ mod tests {
         assert_eq!(other_id.open_chunked_request::<ProductAead>(&sealed).err(), Some(OhttpError::UnknownKey(7)));
     }
 
-    #[test]
-    fn response_without_final_chunk_is_truncated() {
+    /// A request sealed and opened, and its response started: (client's
+    /// opener, response prefix, node's sealer).
+    fn exchange() -> (ChunkedResponseOpener<ProductAead>, Vec<u8>, ChunkSealer<ProductAead>) {
         let server = server();
         let mut rng = FixedRng::new(&[]);
-        let (sealed, mut opener) = ProductClientRequest::seal_chunked(&server.config(), b"q", &mut rng).unwrap();
+        let (sealed, opener) = ProductClientRequest::seal_chunked(&server.config(), b"q", &mut rng).unwrap();
         let (_, ctx) = server.open_chunked_request::<ProductAead>(&sealed).unwrap();
-        let (prefix, mut sealer) = ctx.chunked(&mut rng).unwrap();
+        let (prefix, sealer) = ctx.chunked(&mut rng).unwrap();
+        (opener, prefix, sealer)
+    }
+
+    #[test]
+    fn response_without_final_chunk_is_truncated() {
+        let (mut opener, prefix, mut sealer) = exchange();
         let mut wire = prefix;
         wire.extend(sealer.seal_chunk(b"one"));
         assert_eq!(opener.push(&wire).unwrap(), vec![b"one".to_vec()]);
@@ -623,11 +630,7 @@ mod tests {
 
     #[test]
     fn reordered_chunks_fail_to_open() {
-        let server = server();
-        let mut rng = FixedRng::new(&[]);
-        let (sealed, mut opener) = ProductClientRequest::seal_chunked(&server.config(), b"q", &mut rng).unwrap();
-        let (_, ctx) = server.open_chunked_request::<ProductAead>(&sealed).unwrap();
-        let (prefix, mut sealer) = ctx.chunked(&mut rng).unwrap();
+        let (mut opener, prefix, mut sealer) = exchange();
         let first = sealer.seal_chunk(b"one");
         let second = sealer.seal_chunk(b"two");
         let wire = [prefix, second, first].concat();

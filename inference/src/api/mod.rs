@@ -68,7 +68,7 @@ async fn chat_completions(
         start_chat(&state, request, request_id)
     });
     match started {
-        Ok((request, events)) if request.stream => stream_chat(state, request, events).into_response(),
+        Ok((request, events)) if request.stream => stream_chat(state.identity.clone(), request, events).into_response(),
         Ok((request, events)) => whole_chat(state, request, events).await,
         Err(error) => {
             state.metrics.count_request(error.outcome());
@@ -171,12 +171,12 @@ enum Phase {
 /// Server-sent events in OpenAI's chunk format, ending with `[DONE]`. The
 /// last chunk carries `finish_reason` and `usage`.
 fn stream_chat(
-    state: AppState,
+    identity: Arc<NodeIdentity>,
     started: Started,
     events: UnboundedReceiver<Event>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let chunks = stream::unfold((Phase::Opening, started, events), move |(phase, started, mut events)| {
-        let state = state.clone();
+        let identity = identity.clone();
         async move {
             let chunk = |delta: Delta,
                          finish_reason: Option<&'static str>,
@@ -203,7 +203,7 @@ fn stream_chat(
                         (chunk(Delta { content: Some(text), ..Delta::default() }, None, None, None), Phase::Answering)
                     }
                     Some(Event::Done { finish_reason, usage }) => {
-                        let receipt = state.identity.sign_receipt(started.request_id, &usage).to_base64();
+                        let receipt = identity.sign_receipt(started.request_id, &usage).to_base64();
                         let last = chunk(
                             Delta::default(),
                             Some(finish_reason.as_str()),

@@ -8,6 +8,7 @@
 //! messages (they cost no inference); failures after opening go back sealed.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -29,7 +30,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::openai::ChatCompletionRequest;
 use super::{request_id, start_chat, unix_now, ApiError, AppState, Started};
 use crate::engine::Event;
-use crate::identity::os_rng;
+use crate::identity::{os_rng, NodeIdentity};
 use crate::metrics::SealedRejection;
 
 pub async fn attestation(State(state): State<AppState>) -> Json<AttestationDocument> {
@@ -84,13 +85,12 @@ fn open(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejectio
         .map_err(ApiError::from_json)
         .and_then(|chat| start_chat(state, chat, request_id));
     let frames = match started {
-        Ok((started, events)) => answer_frames(state.clone(), started, prefix, sealer, events),
+        Ok((started, events)) => answer_frames(state.identity.clone(), started, prefix, sealer, events),
         Err(error) if error.is_queue_full() => return Err((SealedRejection::QueueFull, error)),
         Err(error) => {
-            let last = sealer.seal_final(&event_bytes(&SealedEvent::Error { message: error.message().to_owned() }));
             state.metrics.count_request(error.outcome());
             let frames: Vec<Result<Frame<Bytes>, Infallible>> =
-                vec![Ok(Frame::data(Bytes::from(prefix))), Ok(Frame::data(Bytes::from(last)))];
+                vec![Ok(Frame::data(Bytes::from(prefix))), Ok(seal_error(sealer, error.message().to_owned()))];
             return Ok(sealed_response(Body::new(StreamBody::new(stream::iter(frames)))));
         }
     };
@@ -110,6 +110,11 @@ fn event_bytes(event: &SealedEvent) -> Vec<u8> {
     serde_json::to_vec(event).expect("sealed events always serialize")
 }
 
+/// The final chunk of an answer that failed after its request was opened.
+fn seal_error(sealer: ChunkSealer<ProductAead>, message: String) -> Frame<Bytes> {
+    Frame::data(Bytes::from(sealer.seal_final(&event_bytes(&SealedEvent::Error { message }))))
+}
+
 enum Phase {
     Prefix(Vec<u8>),
     Answering,
@@ -120,7 +125,7 @@ enum Phase {
 /// The response body: the nonce prefix, one sealed chunk per text event, the
 /// final chunk, then the receipt trailer.
 fn answer_frames(
-    state: AppState,
+    identity: Arc<NodeIdentity>,
     started: Started,
     prefix: Vec<u8>,
     sealer: ChunkSealer<ProductAead>,
@@ -128,7 +133,7 @@ fn answer_frames(
 ) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> {
     let initial = (Phase::Prefix(prefix), Some(sealer), events);
     stream::unfold(initial, move |(phase, mut sealer, mut events)| {
-        let state = state.clone();
+        let identity = identity.clone();
         let request_id = started.request_id;
         async move {
             let (frame, next) = match phase {
@@ -142,7 +147,7 @@ fn answer_frames(
                             (Frame::data(Bytes::from(chunk)), Phase::Answering)
                         }
                         Some(Event::Done { finish_reason, usage }) => {
-                            let receipt = state.identity.sign_receipt(request_id, &usage).to_base64();
+                            let receipt = identity.sign_receipt(request_id, &usage).to_base64();
                             let done = SealedEvent::Done {
                                 finish_reason: finish_reason.as_str().to_owned(),
                                 usage: SealedUsage {
@@ -159,20 +164,12 @@ fn answer_frames(
                             }
                             (Frame::data(Bytes::from(last)), Phase::Trailer(trailers))
                         }
-                        Some(Event::Failed(message)) => {
-                            let last = sealer
-                                .take()
-                                .expect("checked above")
-                                .seal_final(&event_bytes(&SealedEvent::Error { message }));
-                            (Frame::data(Bytes::from(last)), Phase::Closed)
-                        }
-                        None => {
-                            let message = "the engine stopped before the answer was complete".to_owned();
-                            let last = sealer
-                                .take()
-                                .expect("checked above")
-                                .seal_final(&event_bytes(&SealedEvent::Error { message }));
-                            (Frame::data(Bytes::from(last)), Phase::Closed)
+                        failed => {
+                            let message = match failed {
+                                Some(Event::Failed(message)) => message,
+                                _ => "the engine stopped before the answer was complete".to_owned(),
+                            };
+                            (seal_error(sealer.take().expect("checked above"), message), Phase::Closed)
                         }
                     }
                 }
