@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use chrysalis_protocol::money::{NanoTon, Prices};
 use clap::Parser;
 
 use crate::engine::EngineConfig;
@@ -64,6 +65,34 @@ pub struct NodeArgs {
     /// Largest accepted request body in bytes; larger ones get 413.
     #[arg(long, env = "CHRYSALIS_NODE_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+
+    /// Chrysalis platform to register with once listening, e.g. http://127.0.0.1:8000.
+    #[arg(long, env = "CHRYSALIS_NODE_REGISTER")]
+    pub register: Option<String>,
+
+    /// Bearer token the platform asks of registering providers.
+    #[arg(long, env = "CHRYSALIS_NODE_REGISTER_TOKEN")]
+    pub register_token: Option<String>,
+
+    /// URL the platform reaches this node at [default: http://<listen address>].
+    #[arg(long, env = "CHRYSALIS_NODE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Price per million prompt tokens, in TON (up to 9 decimals).
+    #[arg(long, env = "CHRYSALIS_NODE_PROMPT_PRICE", default_value = "0.01", value_parser = parse_ton)]
+    pub prompt_price: NanoTon,
+
+    /// Price per million completion tokens, in TON (up to 9 decimals).
+    #[arg(long, env = "CHRYSALIS_NODE_COMPLETION_PRICE", default_value = "0.02", value_parser = parse_ton)]
+    pub completion_price: NanoTon,
+
+    /// TON address the provider is paid out to.
+    #[arg(long, env = "CHRYSALIS_NODE_PAYOUT_ADDRESS")]
+    pub payout_address: Option<String>,
+}
+
+fn parse_ton(text: &str) -> Result<NanoTon, String> {
+    NanoTon::from_ton_str(text).ok_or_else(|| format!("{text:?} is not an amount of TON such as 0.05"))
 }
 
 impl NodeArgs {
@@ -77,6 +106,10 @@ impl NodeArgs {
             queue_capacity: self.queue,
             n_gpu_layers: self.n_gpu_layers,
         }
+    }
+
+    pub fn prices(&self) -> Prices {
+        Prices { prompt_per_million: self.prompt_price, completion_per_million: self.completion_price }
     }
 
     pub fn model_id(&self) -> String {

@@ -4,14 +4,15 @@
 //! decode step; [`api`] puts the OpenAI-compatible HTTP API and the sealed
 //! (OHTTP) endpoint in front of it; [`identity`] holds the node's keys and
 //! attestation document and signs receipts; [`replay`] bounds sealed-request
-//! replays; [`config`] is the command line. The binary `chrysalis-node`
-//! wires them.
+//! replays; [`register`] announces the node to a platform; [`config`] is the
+//! command line. The binary `chrysalis-node` wires them.
 
 pub mod api;
 pub mod config;
 pub mod engine;
 pub mod identity;
 pub mod metrics;
+pub mod register;
 pub mod replay;
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
+use chrysalis_protocol::registry::ProviderRegistration;
 use tokio::net::TcpListener;
 
 use crate::config::NodeArgs;
@@ -68,6 +70,9 @@ pub fn spawn(args: NodeArgs) -> anyhow::Result<SocketAddr> {
             };
             match started.await {
                 Ok((state, listener)) => {
+                    if let Ok(addr) = listener.local_addr() {
+                        start_registration(&args, &state, addr);
+                    }
                     let _ = ready_tx.send(listener.local_addr().map_err(Into::into));
                     let _ = serve(listener, state, std::future::pending()).await;
                 }
@@ -76,6 +81,19 @@ pub fn spawn(args: NodeArgs) -> anyhow::Result<SocketAddr> {
         });
     })?;
     ready_rx.recv().context("the node thread exited during start")?
+}
+
+/// Registers with the platform in the background when `--register` is set.
+pub fn start_registration(args: &NodeArgs, state: &api::AppState, listening_on: SocketAddr) {
+    let Some(platform) = args.register.clone() else { return };
+    let registration = ProviderRegistration {
+        url: args.public_url.clone().unwrap_or_else(|| format!("http://{listening_on}")),
+        model: state.model_id.clone(),
+        prices: args.prices(),
+        attestation: state.identity.document.clone(),
+        payout_address: args.payout_address.clone(),
+    };
+    tokio::spawn(register::register(platform, args.register_token.clone(), registration));
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes the

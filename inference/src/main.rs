@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("chrysalis-node listening on http://{addr} (model {})", state.model_id);
+    chrysalis_inference::start_registration(&args, &state, addr);
     chrysalis_inference::serve(listener, state, shutdown_signal()).await?;
     Ok(())
 }

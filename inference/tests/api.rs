@@ -147,6 +147,31 @@ async fn overlong_prompt_gets_a_clear_400() {
 }
 
 #[tokio::test]
+async fn the_token_budget_header_bounds_prompt_and_answer() {
+    let node = shared_node();
+    let chat = |budget: &str| {
+        let mut body = greedy_request(QUESTION, 500);
+        body["ignore_eos"] = json!(true);
+        client().post(format!("{}/v1/chat/completions", node.url)).header("chrysalis-max-tokens", budget).json(&body)
+    };
+    let answer: Value = chat("60").send().await.unwrap().json().await.unwrap();
+    let usage = &answer["usage"];
+    let total = usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap();
+    assert_eq!(total, 60, "the answer stops exactly at the budget: {usage}");
+    assert_eq!(answer["choices"][0]["finish_reason"], "length");
+
+    let refused = chat("5").send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
+    assert!(body["error"]["message"].as_str().unwrap().contains("budget is 5 tokens"), "{body}");
+
+    for bad in ["0", "-3", "many"] {
+        assert_eq!(chat(bad).send().await.unwrap().status(), 400, "{bad}");
+    }
+}
+
+#[tokio::test]
 async fn malformed_and_invalid_bodies_get_openai_errors() {
     let node = shared_node();
     let post = |body: Vec<u8>| {

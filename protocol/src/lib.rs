@@ -7,6 +7,7 @@
 //! - [`attestation`]: the node's attestation document and the client's policy.
 //! - [`receipt`]: signed usage receipts.
 //! - [`money`]: nanoTON amounts and prices.
+//! - [`registry`]: a node's registration with the platform.
 //!
 //! Randomness is passed in (`&mut impl CryptoRng`), never taken from the
 //! environment.
@@ -15,6 +16,7 @@ pub mod attestation;
 pub mod money;
 pub mod ohttp;
 pub mod receipt;
+pub mod registry;
 pub mod sealed;
 #[cfg(test)]
 mod test_vectors;

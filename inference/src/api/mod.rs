@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrysalis_protocol::receipt::RequestId;
-use chrysalis_protocol::sealed::REQUEST_ID_HEADER;
+use chrysalis_protocol::sealed::{REQUEST_ID_HEADER, TOKEN_BUDGET_HEADER};
 use futures_util::stream::{self, Stream};
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -62,10 +62,10 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = request_id(&headers).and_then(|request_id| {
+    let started = Billing::from_headers(&headers).and_then(|billing| {
         let body = body.map_err(|rejection| ApiError::from_body_rejection(rejection, state.max_body_bytes))?;
         let request: ChatCompletionRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
-        start_chat(&state, request, request_id)
+        start_chat(&state, request, billing)
     });
     match started {
         Ok((request, events)) if request.stream => stream_chat(state.identity.clone(), request, events).into_response(),
@@ -77,15 +77,35 @@ async fn chat_completions(
     }
 }
 
-/// The relay's request id, or a fresh one.
-fn request_id(headers: &HeaderMap) -> Result<RequestId, ApiError> {
-    match headers.get(REQUEST_ID_HEADER) {
-        None => Ok(RequestId(random_bytes())),
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| RequestId::from_hex(v).ok())
-            .ok_or_else(|| ApiError::invalid(format!("{REQUEST_ID_HEADER} must be 32 hex digits"), None)),
+/// What a relay asks of a request's receipt: its request id (or a fresh
+/// one) and the most tokens it may bill.
+struct Billing {
+    request_id: RequestId,
+    token_budget: Option<u32>,
+}
+
+impl Billing {
+    fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
+        let request_id = match headers.get(REQUEST_ID_HEADER) {
+            None => RequestId(random_bytes()),
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|v| RequestId::from_hex(v).ok())
+                .ok_or_else(|| ApiError::invalid(format!("{REQUEST_ID_HEADER} must be 32 hex digits"), None))?,
+        };
+        let token_budget = match headers.get(TOKEN_BUDGET_HEADER) {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .filter(|&budget| budget > 0)
+                    .ok_or_else(|| ApiError::invalid(format!("{TOKEN_BUDGET_HEADER} must be a positive integer"), None))?,
+            ),
+        };
+        Ok(Self { request_id, token_budget })
     }
 }
 
@@ -102,7 +122,7 @@ struct Started {
 fn start_chat(
     state: &AppState,
     request: ChatCompletionRequest,
-    request_id: RequestId,
+    billing: Billing,
 ) -> Result<(Started, UnboundedReceiver<Event>), ApiError> {
     let request = request.validate().map_err(|(message, param)| ApiError::invalid(message, Some(param)))?;
 
@@ -110,7 +130,16 @@ fn start_chat(
         PromptError::TooLong { .. } => ApiError::context_length(e.to_string()),
         PromptError::Template => ApiError::invalid(e.to_string(), Some("messages")),
     })?;
-    let room = state.engine.config().ctx_size - prompt.len() as u32;
+    let prompt_tokens = prompt.len() as u32;
+    let mut room = state.engine.config().ctx_size - prompt_tokens;
+    if let Some(budget) = billing.token_budget {
+        if prompt_tokens >= budget {
+            return Err(ApiError::context_length(format!(
+                "the prompt has {prompt_tokens} tokens, and the request's budget is {budget} tokens for prompt and answer"
+            )));
+        }
+        room = room.min(budget - prompt_tokens);
+    }
     let max_tokens = request.max_tokens.map_or(room, |m| m.min(room));
     let generation = Generation {
         prompt,
@@ -124,8 +153,8 @@ fn start_chat(
         SubmitError::Stopped => ApiError::unavailable(e.to_string()),
     })?;
     let started = Started {
-        id: format!("chatcmpl-{}", request_id.to_hex()),
-        request_id,
+        id: format!("chatcmpl-{}", billing.request_id.to_hex()),
+        request_id: billing.request_id,
         created: unix_now(),
         model: state.model_id.clone(),
         stream: request.stream,

@@ -28,7 +28,7 @@ use http_body_util::StreamBody;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::openai::ChatCompletionRequest;
-use super::{request_id, start_chat, unix_now, ApiError, AppState, Started};
+use super::{start_chat, unix_now, ApiError, AppState, Billing, Started};
 use crate::engine::Event;
 use crate::identity::{os_rng, NodeIdentity};
 use crate::metrics::SealedRejection;
@@ -56,7 +56,7 @@ fn open(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejectio
             "a sealed request's content type is {REQUEST_MEDIA_TYPE}"
         ))));
     }
-    let request_id = request_id(headers).map_err(malformed)?;
+    let billing = Billing::from_headers(headers).map_err(malformed)?;
     let body = body.map_err(|r| malformed(ApiError::from_body_rejection(r, state.max_body_bytes)))?;
 
     let (plaintext, context) = state
@@ -83,7 +83,7 @@ fn open(state: &AppState, headers: &HeaderMap, body: Result<Bytes, BytesRejectio
     // From here on, errors concern the content and travel sealed.
     let started = serde_json::from_value::<ChatCompletionRequest>(sealed.chat)
         .map_err(ApiError::from_json)
-        .and_then(|chat| start_chat(state, chat, request_id));
+        .and_then(|chat| start_chat(state, chat, billing));
     let frames = match started {
         Ok((started, events)) => answer_frames(state.identity.clone(), started, prefix, sealer, events),
         Err(error) if error.is_queue_full() => return Err((SealedRejection::QueueFull, error)),
