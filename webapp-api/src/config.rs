@@ -58,7 +58,8 @@ pub struct ApiArgs {
     pub commission_bps: u32,
 
     /// Accept providers outside any TEE (tee: none). Development only.
-    #[arg(long, env = "CHRYSALIS_API_ALLOW_UNATTESTED")]
+    #[arg(long, env = "CHRYSALIS_API_ALLOW_UNATTESTED", num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
     pub allow_unattested: bool,
 
     /// SHA-256 of the model files providers may serve (comma-separated hex) [default: any].
