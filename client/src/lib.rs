@@ -5,10 +5,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
 use chrysalis_protocol::attestation::{
     AttestationDocument, AttestationError, Policy, VerifiedNode, MAX_DOCUMENT_BYTES,
 };
-use base64::Engine as _;
 use chrysalis_protocol::money::Prices;
 use chrysalis_protocol::ohttp::{ChunkedResponseOpener, OhttpError, ProductAead, ProductClientRequest};
 use chrysalis_protocol::rand_core::UnwrapErr;

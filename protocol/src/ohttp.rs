@@ -101,7 +101,7 @@ impl KeyConfig {
         }
         let public_key = r.take(X25519_KEY_LEN).ok_or(OhttpError::KeyConfig("public key too short"))?;
         let suites_len = r.u16().ok_or(OhttpError::KeyConfig("too short"))? as usize;
-        if suites_len == 0 || suites_len % 4 != 0 {
+        if suites_len == 0 || !suites_len.is_multiple_of(4) {
             return Err(OhttpError::KeyConfig("the cipher suite list must hold whole (KDF, AEAD) pairs"));
         }
         let mut list = Reader(r.take(suites_len).ok_or(OhttpError::KeyConfig("cipher suite list truncated"))?);
@@ -186,7 +186,8 @@ impl ServerKey {
         Ok((plaintext, ResponseContext { ctx, enc: enc.to_vec(), label: LABEL_CHUNKED_RESPONSE }))
     }
 
-    fn split_request<'a, A: Aead>(&self, bytes: &'a [u8]) -> Result<(&'a [u8], &'a [u8], &'a [u8]), OhttpError> {
+    /// Splits an encapsulated request into its header, `enc` and sealed rest.
+    fn split_request<'a, A: Aead>(&self, bytes: &'a [u8]) -> Result<RequestParts<'a>, OhttpError> {
         if bytes.len() < HEADER_LEN + X25519_KEY_LEN {
             return Err(OhttpError::Truncated);
         }
@@ -478,6 +479,9 @@ impl<A: Aead> ChunkedResponseOpener<A> {
 }
 
 /// Product-suite shorthands.
+/// An encapsulated request's header, `enc` and sealed rest.
+type RequestParts<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
 pub type ProductClientRequest = ClientRequest<ProductAead>;
 pub type ProductResponseContext = ResponseContext<ProductAead>;
 /// AES-128-GCM, used by the RFC 9458 example.

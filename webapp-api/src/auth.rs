@@ -67,7 +67,7 @@ pub fn validate_init_data(
     let hash_at = pairs.iter().position(|(k, _)| k == "hash").ok_or(InitDataError::Malformed("no hash"))?;
     let (_, hash) = pairs.remove(hash_at);
     let hash = hex::decode(hash).map_err(|_| InitDataError::Malformed("hash is not hex"))?;
-    if !signature(&pairs, bot_token).verify_slice(&hash).is_ok() {
+    if signature(&pairs, bot_token).verify_slice(&hash).is_err() {
         return Err(InitDataError::BadSignature);
     }
 
@@ -280,7 +280,10 @@ mod tests {
 
     #[test]
     fn refuses_another_bots_token() {
-        assert_eq!(validate_init_data(&signed(NOW), "654321:OTHER", DAY, NOW).unwrap_err(), InitDataError::BadSignature);
+        assert_eq!(
+            validate_init_data(&signed(NOW), "654321:OTHER", DAY, NOW).unwrap_err(),
+            InitDataError::BadSignature
+        );
     }
 
     #[test]

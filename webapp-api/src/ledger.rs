@@ -12,6 +12,7 @@
 //! then is either *captured* (hold → provider and fees, the unused rest back
 //! to the user) or *released* (hold → user), exactly once.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -123,18 +124,20 @@ pub async fn post(
         *deltas.entry(movement.from).or_default() -= movement.amount;
         *deltas.entry(movement.to).or_default() += movement.amount;
         for account in [movement.from, movement.to] {
-            if !ids.contains_key(&account) {
-                ids.insert(account, account_id(tx, account).await?);
+            if let Entry::Vacant(slot) = ids.entry(account) {
+                slot.insert(account_id(tx, account).await?);
             }
         }
         for (account, amount) in [(movement.from, -movement.amount), (movement.to, movement.amount)] {
-            sqlx::query("INSERT INTO postings (transaction_id, account_id, amount, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(transaction_id)
-                .bind(ids[&account])
-                .bind(amount)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO postings (transaction_id, account_id, amount, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(transaction_id)
+            .bind(ids[&account])
+            .bind(amount)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
         }
     }
     let mut ordered: Vec<(i64, Account, i64)> = deltas.into_iter().map(|(a, d)| (ids[&a], a, d)).collect();
@@ -163,11 +166,13 @@ pub async fn post(
 
 /// The id of `account`, created at zero on first use.
 async fn account_id(tx: &mut Transaction<'static, Any>, account: Account) -> Result<i64, sqlx::Error> {
-    sqlx::query("INSERT INTO accounts (kind, owner_id, balance) VALUES ($1, $2, 0) ON CONFLICT (kind, owner_id) DO NOTHING")
-        .bind(account.0.as_str())
-        .bind(account.1)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO accounts (kind, owner_id, balance) VALUES ($1, $2, 0) ON CONFLICT (kind, owner_id) DO NOTHING",
+    )
+    .bind(account.0.as_str())
+    .bind(account.1)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query("SELECT id FROM accounts WHERE kind = $1 AND owner_id = $2")
         .bind(account.0.as_str())
         .bind(account.1)
@@ -201,8 +206,8 @@ pub async fn credit_user(
         return Err(LedgerError::InvalidAmount);
     }
     let mut tx = db.begin().await?;
-    let id = post(&mut tx, kind, reference, note, &[Movement { from: source, to: Account::user(user_id), amount }])
-        .await?;
+    let id =
+        post(&mut tx, kind, reference, note, &[Movement { from: source, to: Account::user(user_id), amount }]).await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -230,7 +235,8 @@ pub async fn hold(db: &Db, request: &HoldRequest<'_>) -> Result<(), LedgerError>
     .bind(unix_ms())
     .execute(&mut *tx)
     .await?;
-    let movement = Movement { from: Account::user(request.user_id), to: Account::hold(request.user_id), amount: request.amount };
+    let movement =
+        Movement { from: Account::user(request.user_id), to: Account::hold(request.user_id), amount: request.amount };
     post(&mut tx, "hold", request.request_id, "", &[movement]).await?;
     tx.commit().await?;
     Ok(())

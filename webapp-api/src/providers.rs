@@ -60,7 +60,10 @@ impl Provider {
             model_sha256: row.try_get("model_sha256")?,
             attestation,
             tee: row.try_get("tee")?,
-            prices: Prices { prompt_per_million: price("prompt_price")?, completion_per_million: price("completion_price")? },
+            prices: Prices {
+                prompt_per_million: price("prompt_price")?,
+                completion_per_million: price("completion_price")?,
+            },
             payout_address: row.try_get("payout_address")?,
             enabled: flag(row, "enabled")?,
             healthy: flag(row, "healthy")?,
@@ -186,9 +189,9 @@ pub async fn record_chat(db: &Db, id: i64, result: ChatResult) -> Result<(), sql
         .bind(ttft_ms)
         .bind(tokens_per_second)
         .bind(id),
-        ChatResult::Failed => {
-            sqlx::query("UPDATE providers SET success_rate = success_rate * $1 WHERE id = $2").bind(1.0 - EWMA_WEIGHT).bind(id)
-        }
+        ChatResult::Failed => sqlx::query("UPDATE providers SET success_rate = success_rate * $1 WHERE id = $2")
+            .bind(1.0 - EWMA_WEIGHT)
+            .bind(id),
     };
     query.execute(db.pool()).await?;
     Ok(())
@@ -226,7 +229,12 @@ pub fn without_url(error: &reqwest::Error) -> String {
 /// Checks one provider: it must answer with a document that passes the
 /// policy. A new document (the node restarted with fresh keys) replaces
 /// the stored one.
-pub async fn check_health(db: &Db, http: &reqwest::Client, policy: &Policy, provider: &Provider) -> Result<bool, sqlx::Error> {
+pub async fn check_health(
+    db: &Db,
+    http: &reqwest::Client,
+    policy: &Policy,
+    provider: &Provider,
+) -> Result<bool, sqlx::Error> {
     let checked = fetch_attestation(http, &provider.url)
         .await
         .and_then(|document| document.verify(policy).map(|_| document).map_err(|e| e.to_string()));
@@ -236,14 +244,16 @@ pub async fn check_health(db: &Db, http: &reqwest::Client, policy: &Policy, prov
             if document != provider.attestation {
                 tracing::info!(provider = provider.id, "provider presents a new attestation document");
                 let text = serde_json::to_string(&document).map_err(|e| sqlx::Error::Encode(e.into()))?;
-                sqlx::query("UPDATE providers SET attestation = $1, model_sha256 = $2, tee = $3, updated_at = $4 WHERE id = $5")
-                    .bind(text)
-                    .bind(&document.model_sha256)
-                    .bind(tee_name(&document))
-                    .bind(now)
-                    .bind(provider.id)
-                    .execute(db.pool())
-                    .await?;
+                sqlx::query(
+                    "UPDATE providers SET attestation = $1, model_sha256 = $2, tee = $3, updated_at = $4 WHERE id = $5",
+                )
+                .bind(text)
+                .bind(&document.model_sha256)
+                .bind(tee_name(&document))
+                .bind(now)
+                .bind(provider.id)
+                .execute(db.pool())
+                .await?;
             }
             sqlx::query("UPDATE providers SET healthy = 1, health_error = '', checked_at = $1 WHERE id = $2")
                 .bind(now)

@@ -117,7 +117,7 @@ pub async fn chat(
                     "provider failed before the first byte");
                 state.metrics.failovers.inc();
                 if failure.provider_fault {
-                    providers::record_chat(&state.db, candidate.provider.id, ChatResult::Failed).await?;
+                    record(&state, candidate.provider.id, ChatResult::Failed).await;
                 }
             }
         }
@@ -126,6 +126,14 @@ pub async fn chat(
     ledger::release(&state.db, &request_hex, &release).await?;
     state.metrics.chat("unreachable");
     Err(ApiError::bad_gateway("no provider could take the chat; nothing was charged"))
+}
+
+/// Folds a chat into the provider's figures; a failure to record is only
+/// logged, since the chat's money must still be settled.
+async fn record(state: &AppState, provider_id: i64, result: ChatResult) {
+    if let Err(error) = providers::record_chat(&state.db, provider_id, result).await {
+        tracing::error!(%error, provider = provider_id, "recording provider figures");
+    }
 }
 
 /// Checks the candidates and orders them best-scored first.
@@ -156,7 +164,9 @@ async fn load_candidates(state: &AppState, request: RelayRequest) -> Result<Vec<
     }
     // Healthy before unhealthy, then by score; a lone candidate is the user's pick.
     candidates.sort_by(|a, b| {
-        (b.provider.healthy, b.provider.score).partial_cmp(&(a.provider.healthy, a.provider.score)).unwrap_or(std::cmp::Ordering::Equal)
+        (b.provider.healthy, b.provider.score)
+            .partial_cmp(&(a.provider.healthy, a.provider.score))
+            .unwrap_or(std::cmp::Ordering::Equal)
     });
     Ok(candidates)
 }
@@ -309,10 +319,7 @@ impl Relay {
                     let tokens_per_second =
                         if generating > 0.0 { f64::from(receipt.completion_tokens) / generating } else { 0.0 };
                     let ttft_ms = ending.ttft.unwrap_or(duration).as_secs_f64() * 1000.0;
-                    let answered = ChatResult::Answered { ttft_ms, tokens_per_second };
-                    if let Err(error) = providers::record_chat(db, self.provider.id, answered).await {
-                        tracing::error!(%error, "recording provider figures");
-                    }
+                    record(&self.state, self.provider.id, ChatResult::Answered { ttft_ms, tokens_per_second }).await;
                     tracing::info!(request = %request_hex, provider = self.provider.id, prompt_tokens = receipt.prompt_tokens,
                         completion_tokens = receipt.completion_tokens, price = capture.price, client_left = ending.client_left,
                         "chat charged");
@@ -322,9 +329,7 @@ impl Relay {
             Err(outcome) => {
                 self.state.metrics.chat(outcome);
                 tracing::warn!(request = %request_hex, provider = self.provider.id, outcome, "chat released without charge");
-                if let Err(error) = providers::record_chat(db, self.provider.id, ChatResult::Failed).await {
-                    tracing::error!(%error, "recording provider figures");
-                }
+                record(&self.state, self.provider.id, ChatResult::Failed).await;
                 let release = Release { outcome, provider_id: Some(self.provider.id), attempts: self.attempts };
                 ledger::release(db, &request_hex, &release).await
             }
@@ -339,7 +344,8 @@ impl Relay {
     /// this model, and no more tokens than the budget.
     fn check_receipt(&self, text: &str) -> Result<Receipt, &'static str> {
         let signed = SignedReceipt::from_base64(text).map_err(|_| "malformed")?;
-        let receipt = signed.verify(&self.node.signing_key).map_err(|_| "signature does not verify with the attested key")?;
+        let receipt =
+            signed.verify(&self.node.signing_key).map_err(|_| "signature does not verify with the attested key")?;
         if receipt.request_id != self.request_id {
             return Err("names another request");
         }

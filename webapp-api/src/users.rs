@@ -63,8 +63,7 @@ pub async fn upsert(db: &Db, user: &TelegramUser) -> Result<User, sqlx::Error> {
          username = excluded.username, language = excluded.language, last_seen_at = excluded.last_seen_at \
          RETURNING ",
         user_columns!()
-    ),
-    )
+    ))
     .bind(user.id)
     .bind(&user.first_name)
     .bind(&user.last_name)
@@ -83,8 +82,7 @@ pub async fn touch(db: &Db, id: i64) -> Result<User, sqlx::Error> {
          ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at \
          RETURNING ",
         user_columns!()
-    ),
-    )
+    ))
     .bind(id)
     .bind(unix_ms())
     .fetch_one(db.pool())

@@ -52,7 +52,8 @@ async fn holds_settle_once_and_never_overdraw(database: Database) {
         let capture = capture(600);
         let release = Release { outcome: "test", provider_id: None, attempts: 1 };
         [
-            Box::pin(async move { ledger::capture(db, id, &capture).await }) as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>,
+            Box::pin(async move { ledger::capture(db, id, &capture).await })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>,
             Box::pin(async move { ledger::release(db, id, &release).await }),
         ]
     });

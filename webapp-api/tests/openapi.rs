@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 
 #[test]
 fn the_openapi_document_covers_every_route() {
-    let document: serde_json::Value = serde_json::from_str(chrysalis_api::routes::OPENAPI).expect("openapi.json parses");
+    let document: serde_json::Value =
+        serde_json::from_str(chrysalis_api::routes::OPENAPI).expect("openapi.json parses");
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     let documented: BTreeSet<(String, String)> = document["paths"]
         .as_object()

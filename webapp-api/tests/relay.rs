@@ -29,8 +29,15 @@ async fn init_data_signed_by_the_bot_is_accepted_and_tampering_is_refused() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let user = r#"{"id":501,"first_name":"A"}"#;
     let wrong_bot = chrysalis_api::auth::sign_init_data(&[("auth_date", &now.to_string()), ("user", user)], "1:other");
-    let expired = chrysalis_api::auth::sign_init_data(&[("auth_date", &(now - 2 * 86_400).to_string()), ("user", user)], BOT_TOKEN);
-    for (case, auth) in [("changed field", changed), ("wrong bot token", format!("tma {wrong_bot}")), ("expired", format!("tma {expired}"))] {
+    let expired = chrysalis_api::auth::sign_init_data(
+        &[("auth_date", &(now - 2 * 86_400).to_string()), ("user", user)],
+        BOT_TOKEN,
+    );
+    for (case, auth) in [
+        ("changed field", changed),
+        ("wrong bot token", format!("tma {wrong_bot}")),
+        ("expired", format!("tma {expired}")),
+    ] {
         let refused = me(auth).await;
         assert_eq!(refused.status(), 401, "{case}");
         let body: Value = refused.json().await.unwrap();
@@ -51,7 +58,8 @@ async fn full_chat_is_charged_exactly_the_receipts_price(database: Database) {
 
     let mut streamed = String::new();
     let chat = greedy_chat("What is the capital of France? Answer in one sentence.", 24);
-    let answer = platform.client(&auth).chat(&[(provider, node)], Some(256), chat, |t| streamed.push_str(t)).await.unwrap();
+    let answer =
+        platform.client(&auth).chat(&[(provider, node)], Some(256), chat, |t| streamed.push_str(t)).await.unwrap();
     let outcome = answer.outcome;
     assert_eq!(answer.provider_id, provider);
     assert!(!outcome.text.is_empty());
@@ -76,15 +84,7 @@ async fn full_chat_is_charged_exactly_the_receipts_price(database: Database) {
     assert_eq!(overview["totals"]["fees_balance"], commission.to_string());
     assert_eq!(overview["totals"]["chats"], 1);
 
-    let history: Value = http()
-        .get(format!("{}/api/history", platform.url))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = platform.user_get("/api/history", &auth).await;
     let kinds: Vec<&str> = history["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["capture", "hold", "credit"], "newest first");
     platform.assert_invariants().await;
@@ -168,7 +168,8 @@ async fn a_node_dying_mid_stream_costs_the_user_nothing() {
     let providers = platform.verified_providers(&auth).await;
     let mut streamed = String::new();
     let chat = greedy_chat("Tell me a long story about a lighthouse.", 200);
-    let result = platform.client(&auth).chat(&[(provider, &providers[0].1)], Some(512), chat, |t| streamed.push_str(t)).await;
+    let result =
+        platform.client(&auth).chat(&[(provider, &providers[0].1)], Some(512), chat, |t| streamed.push_str(t)).await;
     assert!(result.is_err(), "the answer broke off");
     assert!(!streamed.is_empty(), "some text had arrived before the node died");
 
@@ -257,11 +258,25 @@ async fn admins_steer_users_and_providers() {
     let auth = platform.funded_user(804, 5_000_000).await;
 
     // Non-admins are kept out; an admin's initData gets in.
-    let as_user = http().get(format!("{}/api/admin/overview", platform.url)).header("authorization", &auth).send().await.unwrap();
+    let as_user =
+        http().get(format!("{}/api/admin/overview", platform.url)).header("authorization", &auth).send().await.unwrap();
     assert_eq!(as_user.status(), 403);
-    let as_admin_user =
-        http().get(format!("{}/api/admin/overview", platform.url)).header("authorization", platform.user_auth(900)).send().await.unwrap();
+    let as_admin_user = http()
+        .get(format!("{}/api/admin/overview", platform.url))
+        .header("authorization", platform.user_auth(900))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(as_admin_user.status(), 200);
+
+    let bad_query = http()
+        .get(format!("{}/api/history?limit=x", platform.url))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_query.status(), 400);
+    assert_eq!(bad_query.json::<Value>().await.unwrap()["error"]["code"], "invalid_request");
 
     let found = platform.admin_get("/api/admin/users?query=user804").await;
     assert_eq!(found["users"][0]["user"]["id"], 804);
@@ -282,7 +297,8 @@ async fn admins_steer_users_and_providers() {
 
     // A banned user is refused everywhere.
     platform.admin_post("/api/admin/users/804/banned", json!({"banned": true})).await;
-    let banned = http().get(format!("{}/api/balance", platform.url)).header("authorization", &auth).send().await.unwrap();
+    let banned =
+        http().get(format!("{}/api/balance", platform.url)).header("authorization", &auth).send().await.unwrap();
     assert_eq!(banned.status(), 403);
     platform.admin_post("/api/admin/users/804/banned", json!({"banned": false})).await;
 
@@ -367,8 +383,74 @@ async fn a_node_started_with_register_joins_the_platform() {
 #[tokio::test]
 async fn unattested_nodes_are_refused_unless_allowed() {
     let platform = Platform::start_with(Database::Sqlite, &["--allow-unattested=false"]).await;
-    let refused =
-        http().post(format!("{}/api/providers/register", platform.url)).json(&registration(shared_node()).await).send().await.unwrap();
+    let refused = http()
+        .post(format!("{}/api/providers/register", platform.url))
+        .json(&registration(shared_node()).await)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 400);
     assert!(refused.text().await.unwrap().contains("outside any TEE"));
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_streaming_chat_finish_and_settle() {
+    let mut platform = Platform::start(Database::Sqlite).await;
+    let provider = platform.register(shared_node()).await;
+    let auth = platform.funded_user(807, 10_000_000).await;
+    let node = platform.verified_providers(&auth).await.remove(0).1;
+    let client = platform.client(&auth);
+    let chat = tokio::spawn(async move {
+        let chat = greedy_chat("Write a long poem about rivers.", 150);
+        client.chat(&[(provider, &node)], Some(512), chat, |_| {}).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    platform.stop().await;
+    let answer = chat.await.unwrap().expect("the chat in flight finished");
+    assert!(answer.outcome.receipt.completion_tokens > 20);
+    assert_eq!(platform.last_chat().await["state"], "settled");
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_answer_still_pays_for_what_was_produced() {
+    use base64::Engine as _;
+    use chrysalis_client::SealedChat;
+    use chrysalis_protocol::sealed::{RelayCandidate, RelayRequest};
+
+    let platform = Platform::start(Database::Sqlite).await;
+    let provider = platform.register(shared_node()).await;
+    let auth = platform.funded_user(808, 10_000_000).await;
+    let node = platform.verified_providers(&auth).await.remove(0).1;
+    let sealed = SealedChat::seal(&node, greedy_chat("Write a long story about a fox.", 120)).unwrap();
+    let request = RelayRequest {
+        max_tokens: Some(512),
+        candidates: vec![RelayCandidate {
+            provider_id: provider,
+            sealed: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sealed.body),
+        }],
+    };
+    let mut response = http()
+        .post(format!("{}/api/chat", platform.url))
+        .header("authorization", &auth)
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.chunk().await.unwrap().expect("the first bytes arrive");
+    drop(response);
+
+    let mut chat = Value::Null;
+    for _ in 0..200 {
+        chat = platform.last_chat().await;
+        if chat["state"] != "held" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((chat["state"].as_str(), chat["outcome"].as_str()), (Some("settled"), Some("answered")), "{chat}");
+    assert!(chat["completion_tokens"].as_i64().unwrap() > 100, "the node answered in full: {chat}");
+    let (available, held) = platform.balance(&auth).await;
+    assert_eq!((available, held), (10_000_000 - chat["price"].as_i64().unwrap(), 0));
+    platform.assert_invariants().await;
 }

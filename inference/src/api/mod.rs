@@ -96,14 +96,11 @@ impl Billing {
         };
         let token_budget = match headers.get(TOKEN_BUDGET_HEADER) {
             None => None,
-            Some(value) => Some(
-                value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.parse::<u32>().ok())
-                    .filter(|&budget| budget > 0)
-                    .ok_or_else(|| ApiError::invalid(format!("{TOKEN_BUDGET_HEADER} must be a positive integer"), None))?,
-            ),
+            Some(value) => {
+                Some(value.to_str().ok().and_then(|v| v.parse::<u32>().ok()).filter(|&budget| budget > 0).ok_or_else(
+                    || ApiError::invalid(format!("{TOKEN_BUDGET_HEADER} must be a positive integer"), None),
+                )?)
+            }
         };
         Ok(Self { request_id, token_budget })
     }

@@ -140,7 +140,7 @@ fn answer_frames(
                 Phase::Prefix(prefix) => (Frame::data(Bytes::from(prefix)), Phase::Answering),
                 Phase::Answering => {
                     let event = events.recv().await;
-                    let Some(active) = sealer.as_mut() else { return None };
+                    let active = sealer.as_mut()?;
                     match event {
                         Some(Event::Text(content)) => {
                             let chunk = active.seal_chunk(&event_bytes(&SealedEvent::Delta { content }));

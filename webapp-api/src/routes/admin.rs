@@ -1,6 +1,7 @@
 //! The admin API: overview figures, providers, users, ledger invariants.
 //! Every change is logged with the admin who made it.
 
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use chrysalis_protocol::money::NanoTon;
@@ -28,8 +29,9 @@ pub struct OverviewQuery {
 pub async fn overview(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(query): Query<OverviewQuery>,
+    query: Result<Query<OverviewQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
     let days = query.days.unwrap_or(30);
     if !(1..=366).contains(&days) {
         return Err(ApiError::invalid("days must be 1 to 366"));
@@ -51,10 +53,8 @@ pub async fn overview(
         .fetch_one(pool)
         .await?
         .try_get(0)?;
-    let failed: i64 = sqlx::query("SELECT COUNT(*) FROM chat_requests WHERE state = 'released'")
-        .fetch_one(pool)
-        .await?
-        .try_get(0)?;
+    let failed: i64 =
+        sqlx::query("SELECT COUNT(*) FROM chat_requests WHERE state = 'released'").fetch_one(pool).await?.try_get(0)?;
     let charged: i64 = totals.try_get("charged")?;
     let commission: i64 = totals.try_get("commission")?;
 
@@ -162,9 +162,10 @@ pub struct EnabledBody {
 pub async fn set_provider_enabled(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<i64>,
-    body: Result<Json<EnabledBody>, axum::extract::rejection::JsonRejection>,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<Json<EnabledBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
     let Json(body) = body?;
     if !providers::set_enabled(&state.db, id, body.enabled).await? {
         return Err(ApiError::not_found(format!("no provider {id}")));
@@ -177,7 +178,7 @@ pub async fn set_provider_enabled(
 pub async fn add_provider(
     State(state): State<AppState>,
     admin: Admin,
-    body: Result<Json<NewProvider>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<NewProvider>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
     let document = providers::fetch_attestation(&state.http, &body.url)
@@ -197,8 +198,9 @@ pub struct UserQuery {
 pub async fn users(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(query): Query<UserQuery>,
+    query: Result<Query<UserQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("limit must be 1 to 200"));
@@ -224,9 +226,10 @@ pub struct BanBody {
 pub async fn ban(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<i64>,
-    body: Result<Json<BanBody>, axum::extract::rejection::JsonRejection>,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<Json<BanBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
     let Json(body) = body?;
     if !users::set_banned(&state.db, id, body.banned).await? {
         return Err(ApiError::not_found(format!("no user {id}")));
@@ -247,9 +250,10 @@ pub struct CreditBody {
 pub async fn credit(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<i64>,
-    body: Result<Json<CreditBody>, axum::extract::rejection::JsonRejection>,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<Json<CreditBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
     let Json(body) = body?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 200 {
@@ -260,14 +264,24 @@ pub async fn credit(
         return Err(ApiError::not_found(format!("no user {id}")));
     }
     let note = format!("{reason} (by {})", admin.who);
-    let transaction =
-        ledger::credit_user(&state.db, Account::ADJUSTMENTS, id, amount, "credit", &format!("admin:{}", admin.who), &note)
-            .await?;
+    let transaction = ledger::credit_user(
+        &state.db,
+        Account::ADJUSTMENTS,
+        id,
+        amount,
+        "credit",
+        &format!("admin:{}", admin.who),
+        &note,
+    )
+    .await?;
     tracing::info!(admin = %admin.who, user = id, amount, transaction, "manual credit");
     let balance = ledger::balance(&state.db, Account::user(id)).await?;
     Ok(Json(json!({ "transaction": transaction, "balance": balance.to_string() })))
 }
 
-pub async fn ledger_check(State(state): State<AppState>, _admin: Admin) -> Result<Json<ledger::InvariantReport>, ApiError> {
+pub async fn ledger_check(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<ledger::InvariantReport>, ApiError> {
     Ok(Json(ledger::check_invariants(&state.db).await?))
 }

@@ -2,6 +2,7 @@
 //! token): profile, balance, ledger history, providers, top-up intents.
 //! The chat relay lives in `relay`.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
 use chrysalis_protocol::money::Prices;
@@ -48,8 +49,9 @@ pub struct HistoryQuery {
 pub async fn history(
     State(state): State<AppState>,
     Caller(user): Caller,
-    Query(query): Query<HistoryQuery>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("limit must be 1 to 200"));
@@ -83,8 +85,9 @@ pub struct ProvidersQuery {
 pub async fn providers(
     State(state): State<AppState>,
     _caller: Caller,
-    Query(query): Query<ProvidersQuery>,
+    query: Result<Query<ProvidersQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
     let listed: Vec<ProviderView> = providers::list(&state.db)
         .await?
         .into_iter()

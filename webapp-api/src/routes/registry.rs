@@ -1,6 +1,7 @@
 //! Provider registration: `POST /api/providers/register`, sent by a node
 //! started with `--register`.
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::Json;
 use chrysalis_protocol::attestation::AttestationDocument;
@@ -43,7 +44,7 @@ impl NewProvider {
 pub async fn register(
     State(state): State<AppState>,
     _provider: ProviderAuth,
-    body: Result<Json<ProviderRegistration>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<ProviderRegistration>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(registration) = body?;
     let id = register_checked(&state, registration).await?;
@@ -59,7 +60,9 @@ pub async fn register_checked(state: &AppState, registration: ProviderRegistrati
     if !matches!(parsed.scheme(), "http" | "https") || url.chars().count() > MAX_URL_CHARS {
         return Err(ApiError::invalid(format!("url must be http(s) and at most {MAX_URL_CHARS} characters")));
     }
-    for (field, value) in [("model", Some(&registration.model)), ("payout_address", registration.payout_address.as_ref())] {
+    for (field, value) in
+        [("model", Some(&registration.model)), ("payout_address", registration.payout_address.as_ref())]
+    {
         if value.is_some_and(|v| v.trim().is_empty() || v.chars().count() > MAX_NAME_CHARS) {
             return Err(ApiError::invalid(format!("{field} must be 1 to {MAX_NAME_CHARS} characters")));
         }

@@ -211,7 +211,10 @@ impl Platform {
         assert_eq!(me.status(), 200, "{}", me.text().await.unwrap());
         if amount > 0 {
             let credited = self
-                .admin_post(&format!("/api/admin/users/{id}/credit"), json!({"amount": amount.to_string(), "reason": "test funds"}))
+                .admin_post(
+                    &format!("/api/admin/users/{id}/credit"),
+                    json!({"amount": amount.to_string(), "reason": "test funds"}),
+                )
                 .await;
             assert_eq!(credited["balance"], amount.to_string());
         }
@@ -225,7 +228,8 @@ impl Platform {
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> Value {
-        let response = http().post(format!("{}{path}", self.url)).bearer_auth(ADMIN_TOKEN).json(&body).send().await.unwrap();
+        let response =
+            http().post(format!("{}{path}", self.url)).bearer_auth(ADMIN_TOKEN).json(&body).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}: {}", response.text().await.unwrap());
         response.json().await.unwrap()
     }
@@ -239,10 +243,16 @@ impl Platform {
         response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
     }
 
+    /// GETs a user endpoint as the user `auth` signs in.
+    pub async fn user_get(&self, path: &str, auth: &str) -> Value {
+        let response = http().get(format!("{}{path}", self.url)).header("authorization", auth).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}: {}", response.text().await.unwrap());
+        response.json().await.unwrap()
+    }
+
     /// (available, held) nanoTON of a user.
     pub async fn balance(&self, auth: &str) -> (i64, i64) {
-        let body: Value =
-            http().get(format!("{}/api/balance", self.url)).header("authorization", auth).send().await.unwrap().json().await.unwrap();
+        let body = self.user_get("/api/balance", auth).await;
         (body["available"].as_str().unwrap().parse().unwrap(), body["held"].as_str().unwrap().parse().unwrap())
     }
 
@@ -259,7 +269,13 @@ impl Platform {
     pub async fn verified_providers(&self, auth: &str) -> Vec<(ProviderListing, VerifiedNode)> {
         let policy = Policy { allow_unattested: true, ..Policy::default() };
         let listed = self.client(auth).providers().await.unwrap();
-        listed.into_iter().map(|p| { let node = p.attestation.verify(&policy).unwrap(); (p, node) }).collect()
+        listed
+            .into_iter()
+            .map(|p| {
+                let node = p.attestation.verify(&policy).unwrap();
+                (p, node)
+            })
+            .collect()
     }
 
     /// One row of `chat_requests`, newest first, as JSON.
@@ -301,7 +317,10 @@ pub async fn registration(node_url: &str) -> ProviderRegistration {
     ProviderRegistration {
         url: node_url.to_owned(),
         model: "test-model".into(),
-        prices: Prices { prompt_per_million: NanoTon(PRICE_PER_MILLION), completion_per_million: NanoTon(PRICE_PER_MILLION) },
+        prices: Prices {
+            prompt_per_million: NanoTon(PRICE_PER_MILLION),
+            completion_per_million: NanoTon(PRICE_PER_MILLION),
+        },
         attestation: document,
         payout_address: None,
     }
