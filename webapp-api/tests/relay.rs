@@ -454,3 +454,36 @@ async fn a_client_leaving_mid_answer_still_pays_for_what_was_produced() {
     assert_eq!((available, held), (10_000_000 - chat["price"].as_i64().unwrap(), 0));
     platform.assert_invariants().await;
 }
+
+#[tokio::test]
+async fn an_admin_added_node_that_restarts_with_new_keys_is_followed() {
+    let platform = Platform::start_with(Database::Sqlite, &["--health-interval-secs=1"]).await;
+    let proxy = Proxy::start(shared_node(), Fault::None).await;
+    let prices = json!({"prompt_per_million": PRICE_PER_MILLION.to_string(), "completion_per_million": "2000000000"});
+    let added = platform
+        .admin_post("/api/admin/providers", json!({"url": proxy.url, "model": "test-model", "prices": prices}))
+        .await;
+    let provider = added["id"].as_i64().unwrap();
+    let auth = platform.funded_user(809, 10_000_000).await;
+    let before = platform.verified_providers(&auth).await.remove(0).0.attestation;
+
+    // The same URL now answers with another node's keys.
+    let restarted = start_node(1, 256, &[]);
+    proxy.retarget(&restarted);
+    let mut after = before.clone();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = platform.verified_providers(&auth).await.remove(0).0.attestation;
+        if after != before {
+            break;
+        }
+    }
+    assert_ne!(after.ohttp_key_config, before.ohttp_key_config, "the health check picked up the new document");
+    let node = platform.verified_providers(&auth).await.remove(0).1;
+    let answer =
+        platform.client(&auth).chat(&[(provider, &node)], Some(128), greedy_chat("Say yes.", 4), |_| {}).await.unwrap();
+    assert_eq!(platform.last_chat().await["state"], "settled");
+    let receipt = answer.outcome.receipt;
+    let price = i64::from(receipt.prompt_tokens) * PRICE_PER_TOKEN + i64::from(receipt.completion_tokens) * 2000;
+    assert_eq!(platform.balance(&auth).await, (10_000_000 - price, 0));
+}

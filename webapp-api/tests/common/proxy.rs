@@ -2,6 +2,8 @@
 //! cut the answer off mid-stream (the node died) or swap the receipt
 //! trailer for one signed by another key (a dishonest node).
 
+use std::sync::{Arc, Mutex};
+
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -25,20 +27,22 @@ pub enum Fault {
 
 #[derive(Clone)]
 struct Target {
-    url: String,
+    url: Arc<Mutex<String>>,
     fault: Fault,
     http: reqwest::Client,
 }
 
 pub struct Proxy {
     pub url: String,
+    target: Arc<Mutex<String>>,
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Proxy {
     pub async fn start(target: &str, fault: Fault) -> Proxy {
-        let state = Target { url: target.to_owned(), fault, http: reqwest::Client::new() };
+        let target = Arc::new(Mutex::new(target.to_owned()));
+        let state = Target { url: target.clone(), fault, http: reqwest::Client::new() };
         let app = axum::Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -50,7 +54,12 @@ impl Proxy {
                 })
                 .await;
         });
-        Proxy { url, shutdown: Some(shutdown), served: Some(served) }
+        Proxy { url, target, shutdown: Some(shutdown), served: Some(served) }
+    }
+
+    /// Sends what follows to another node: as if the node restarted with new keys.
+    pub fn retarget(&self, url: &str) {
+        *self.target.lock().unwrap() = url.to_owned();
     }
 
     /// Stops listening and closes idle connections: the node is down.
@@ -68,7 +77,8 @@ async fn forward(State(target): State<Target>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut upstream = target.http.request(parts.method.clone(), format!("{}{path}", target.url)).body(body);
+    let base = target.url.lock().unwrap().clone();
+    let mut upstream = target.http.request(parts.method.clone(), format!("{base}{path}")).body(body);
     for (name, value) in parts.headers.iter().filter(|(name, _)| *name != "host") {
         upstream = upstream.header(name, value);
     }
