@@ -53,9 +53,20 @@ fn from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     })
 }
 
+/// How stale `last_seen_at` may get: a signed-in request writes to the
+/// database only when the user is new, renamed, or not seen for this long.
+const LAST_SEEN_PRECISION_MS: i64 = 60_000;
+
 /// Creates the user on first sight, refreshes names and last-seen time after.
 pub async fn upsert(db: &Db, user: &TelegramUser) -> Result<User, sqlx::Error> {
     let now = unix_ms();
+    if let Some(known) = get(db, user.id).await? {
+        let same_names = (&known.first_name, &known.last_name, &known.username, &known.language)
+            == (&user.first_name, &user.last_name, &user.username, &user.language_code);
+        if same_names && now - known.last_seen_at < LAST_SEEN_PRECISION_MS {
+            return Ok(known);
+        }
+    }
     let row = sqlx::query(concat!(
         "INSERT INTO users (id, first_name, last_name, username, language, created_at, last_seen_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $6) \
@@ -77,6 +88,9 @@ pub async fn upsert(db: &Db, user: &TelegramUser) -> Result<User, sqlx::Error> {
 
 /// Creates a user known only by id (the bot acting for them) or touches it.
 pub async fn touch(db: &Db, id: i64) -> Result<User, sqlx::Error> {
+    if let Some(known) = get(db, id).await?.filter(|u| unix_ms() - u.last_seen_at < LAST_SEEN_PRECISION_MS) {
+        return Ok(known);
+    }
     let row = sqlx::query(concat!(
         "INSERT INTO users (id, created_at, last_seen_at) VALUES ($1, $2, $2) \
          ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at \

@@ -37,7 +37,9 @@ pub enum Database {
     Postgres,
 }
 
-/// Everything the tests of one binary log, at debug level, for the privacy checks.
+/// Everything logged at debug level from the first call on, for the privacy
+/// checks. Only tests that read logs install it: formatting every debug line
+/// slows the platform down.
 pub fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
@@ -75,7 +77,6 @@ fn model_path() -> PathBuf {
 
 /// Starts a node on its own thread; `extra` adds flags.
 pub fn start_node(parallel: u32, ctx_size: u32, extra: &[String]) -> String {
-    captured_logs();
     let mut flags = vec![
         "chrysalis-node".to_owned(),
         format!("--model={}", model_path().display()),
@@ -146,7 +147,6 @@ impl Platform {
 
     /// Starts a platform with the test settings plus `extra` flags.
     pub async fn start_with(database: Database, extra: &[&str]) -> Platform {
-        captured_logs();
         let (url, sqlite_dir) = database_url(database).await;
         let mut flags = vec![
             "chrysalis-api".to_owned(),
