@@ -296,14 +296,15 @@ pub async fn capture(db: &Db, request_id: &str, capture: &Capture) -> Result<(),
 
 /// Why a held chat was released without a charge.
 #[derive(Debug, Clone)]
-pub struct Release<'a> {
-    pub outcome: &'a str,
+pub struct Release {
+    /// unreachable | cancelled | no_receipt | bad_receipt | provider_failed | expired
+    pub outcome: &'static str,
     pub provider_id: Option<i64>,
     pub attempts: i64,
 }
 
 /// Returns a held chat's whole hold to the user; one transaction.
-pub async fn release(db: &Db, request_id: &str, release: &Release<'_>) -> Result<(), LedgerError> {
+pub async fn release(db: &Db, request_id: &str, release: &Release) -> Result<(), LedgerError> {
     let mut tx = db.begin().await?;
     let (user_id, held) = claim(&mut tx, request_id, "released", release.outcome).await?;
     sqlx::query("UPDATE chat_requests SET provider_id = $1, attempts = $2 WHERE request_id = $3")

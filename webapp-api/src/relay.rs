@@ -33,7 +33,7 @@ use chrysalis_protocol::sealed::{
 };
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::auth::Caller;
@@ -72,25 +72,42 @@ pub async fn chat(
     }
     let candidates = load_candidates(&state, request).await?;
 
+    // The hold, the attempts and the settlement run in a task of their own,
+    // so a client that leaves at any point cannot strand a hold half-done.
+    let (reply, response) = oneshot::channel();
+    let relays = state.relays.clone();
+    relays.spawn(hold_and_relay(state, user.id, token_budget, candidates, reply));
+    response.await.unwrap_or_else(|_| Err(ApiError::internal()))
+}
+
+/// Holds the chat's maximum price, tries the candidates in order, answers
+/// `reply` with the first stream (or the error), then relays and settles.
+async fn hold_and_relay(
+    state: AppState,
+    user_id: i64,
+    token_budget: u32,
+    candidates: Vec<Candidate>,
+    reply: oneshot::Sender<Result<Response, ApiError>>,
+) {
     let mut hold_amount = 0u64;
     for candidate in &candidates {
-        let price = candidate.provider.max_price(token_budget).ok_or_else(|| ApiError::invalid("price overflow"))?;
+        let Some(price) = candidate.provider.max_price(token_budget) else {
+            return drop(reply.send(Err(ApiError::invalid("price overflow"))));
+        };
         hold_amount = hold_amount.max(price.0);
     }
-    let hold_amount = i64::try_from(hold_amount).map_err(|_| ApiError::invalid("price overflow"))?;
+    let Ok(hold_amount) = i64::try_from(hold_amount) else {
+        return drop(reply.send(Err(ApiError::invalid("price overflow"))));
+    };
     let request_id = RequestId(random_bytes());
     let request_hex = request_id.to_hex();
-    let hold = HoldRequest {
-        request_id: &request_hex,
-        user_id: user.id,
-        token_budget: i64::from(token_budget),
-        amount: hold_amount,
-    };
+    let hold =
+        HoldRequest { request_id: &request_hex, user_id, token_budget: i64::from(token_budget), amount: hold_amount };
     if let Err(error) = ledger::hold(&state.db, &hold).await {
         if matches!(error, LedgerError::InsufficientFunds { .. }) {
             state.metrics.refuse("insufficient_funds");
         }
-        return Err(error.into());
+        return drop(reply.send(Err(error.into())));
     }
 
     let started = Instant::now();
@@ -100,8 +117,16 @@ pub async fn chat(
         match open_upstream(&state, &candidate, &request_hex, token_budget).await {
             Ok((upstream, first)) => {
                 state.metrics.time_to_first_byte_seconds.observe(started.elapsed().as_secs_f64());
+                let (sender, receiver) = mpsc::channel::<ClientFrame>(32);
+                if reply.send(Ok(stream_response(candidate.provider.id, receiver))).is_err() {
+                    // The client left before the first byte: nothing was produced for it.
+                    drop(upstream);
+                    let release = Release { outcome: "cancelled", provider_id: Some(candidate.provider.id), attempts };
+                    settle_failed(&state, &request_hex, &release).await;
+                    return;
+                }
                 let relay = Relay {
-                    state: state.clone(),
+                    state,
                     request_id,
                     token_budget,
                     hold_amount,
@@ -110,7 +135,7 @@ pub async fn chat(
                     provider: candidate.provider,
                     node: candidate.node,
                 };
-                return Ok(relay.respond(upstream, first));
+                return relay.run(upstream, first, sender).await;
             }
             Err(failure) => {
                 tracing::warn!(request = %request_hex, provider = candidate.provider.id, error = %failure.reason,
@@ -122,10 +147,27 @@ pub async fn chat(
             }
         }
     }
-    let release = Release { outcome: "unreachable", provider_id: None, attempts };
-    ledger::release(&state.db, &request_hex, &release).await?;
-    state.metrics.chat("unreachable");
-    Err(ApiError::bad_gateway("no provider could take the chat; nothing was charged"))
+    settle_failed(&state, &request_hex, &Release { outcome: "unreachable", provider_id: None, attempts }).await;
+    let _ = reply.send(Err(ApiError::bad_gateway("no provider could take the chat; nothing was charged")));
+}
+
+/// Releases a chat's hold; a failure is logged and left to the stale-hold sweep.
+async fn settle_failed(state: &AppState, request_hex: &str, release: &Release) {
+    state.metrics.chat(release.outcome);
+    if let Err(error) = ledger::release(&state.db, request_hex, release).await {
+        tracing::error!(request = %request_hex, %error, "releasing a chat failed");
+    }
+}
+
+/// The client's response: the provider's sealed stream as it is relayed.
+fn stream_response(provider_id: i64, frames: mpsc::Receiver<ClientFrame>) -> Response {
+    let mut response = (StatusCode::OK, Body::new(StreamBody::new(ReceiverStream::new(frames)))).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(RESPONSE_MEDIA_TYPE));
+    headers.insert(header::TRAILER, HeaderValue::from_static(RECEIPT_TRAILER));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PROVIDER_HEADER, HeaderValue::from(provider_id));
+    response
 }
 
 /// Folds a chat into the provider's figures; a failure to record is only
@@ -245,22 +287,8 @@ struct Ending {
 type ClientFrame = Result<Frame<Bytes>, std::io::Error>;
 
 impl Relay {
-    fn respond(self, upstream: UpstreamBody, first: Bytes) -> Response {
-        let (sender, receiver) = mpsc::channel::<ClientFrame>(32);
-        let provider_id = self.provider.id;
-        self.state.metrics.in_flight.inc();
-        let relays = self.state.relays.clone();
-        relays.spawn(self.run(upstream, first, sender));
-        let mut response = (StatusCode::OK, Body::new(StreamBody::new(ReceiverStream::new(receiver)))).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(RESPONSE_MEDIA_TYPE));
-        headers.insert(header::TRAILER, HeaderValue::from_static(RECEIPT_TRAILER));
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(PROVIDER_HEADER, HeaderValue::from(provider_id));
-        response
-    }
-
     async fn run(self, mut upstream: UpstreamBody, first: Bytes, sender: mpsc::Sender<ClientFrame>) {
+        self.state.metrics.in_flight.inc();
         let mut client_left = sender.send(Ok(Frame::data(first))).await.is_err();
         let mut ending = Ending { receipt: None, upstream_failed: false, client_left: false, ttft: None };
         let mut trailers = None;
@@ -297,7 +325,6 @@ impl Relay {
     /// Charges by the receipt, or releases the hold; never both, never twice.
     async fn settle(&self, ending: &Ending) {
         let request_hex = self.request_id.to_hex();
-        let db = &self.state.db;
         let receipt = match &ending.receipt {
             None => Err(if ending.upstream_failed { "provider_failed" } else { "no_receipt" }),
             Some(text) => self.check_receipt(text).map_err(|problem| {
@@ -305,39 +332,32 @@ impl Relay {
                 "bad_receipt"
             }),
         };
-        let duration = self.started.elapsed();
-        let result = match receipt {
-            Ok(receipt) => {
-                let capture = self.capture(&receipt, ending.ttft, duration);
-                let charged = ledger::capture(db, &request_hex, &capture).await;
-                if charged.is_ok() {
-                    let metrics = &self.state.metrics;
-                    metrics.chat("answered");
-                    metrics.charged_nanoton.inc_by(capture.price as u64);
-                    metrics.commission_nanoton.inc_by(capture.commission as u64);
-                    let generating = duration.saturating_sub(ending.ttft.unwrap_or_default()).as_secs_f64();
-                    let tokens_per_second =
-                        if generating > 0.0 { f64::from(receipt.completion_tokens) / generating } else { 0.0 };
-                    let ttft_ms = ending.ttft.unwrap_or(duration).as_secs_f64() * 1000.0;
-                    record(&self.state, self.provider.id, ChatResult::Answered { ttft_ms, tokens_per_second }).await;
-                    tracing::info!(request = %request_hex, provider = self.provider.id, prompt_tokens = receipt.prompt_tokens,
-                        completion_tokens = receipt.completion_tokens, price = capture.price, client_left = ending.client_left,
-                        "chat charged");
-                }
-                charged
-            }
+        let receipt = match receipt {
+            Ok(receipt) => receipt,
             Err(outcome) => {
-                self.state.metrics.chat(outcome);
                 tracing::warn!(request = %request_hex, provider = self.provider.id, outcome, "chat released without charge");
                 record(&self.state, self.provider.id, ChatResult::Failed).await;
                 let release = Release { outcome, provider_id: Some(self.provider.id), attempts: self.attempts };
-                ledger::release(db, &request_hex, &release).await
+                return settle_failed(&self.state, &request_hex, &release).await;
             }
         };
-        if let Err(error) = result {
+        let duration = self.started.elapsed();
+        let capture = self.capture(&receipt, ending.ttft, duration);
+        if let Err(error) = ledger::capture(&self.state.db, &request_hex, &capture).await {
             // The hold stays; the stale-hold sweep returns it to the user.
-            tracing::error!(request = %request_hex, %error, "settling a chat failed");
+            return tracing::error!(request = %request_hex, %error, "charging a chat failed");
         }
+        let metrics = &self.state.metrics;
+        metrics.chat("answered");
+        metrics.charged_nanoton.inc_by(capture.price as u64);
+        metrics.commission_nanoton.inc_by(capture.commission as u64);
+        let generating = duration.saturating_sub(ending.ttft.unwrap_or_default()).as_secs_f64();
+        let tokens_per_second = if generating > 0.0 { f64::from(receipt.completion_tokens) / generating } else { 0.0 };
+        let ttft_ms = ending.ttft.unwrap_or(duration).as_secs_f64() * 1000.0;
+        record(&self.state, self.provider.id, ChatResult::Answered { ttft_ms, tokens_per_second }).await;
+        tracing::info!(request = %request_hex, provider = self.provider.id, prompt_tokens = receipt.prompt_tokens,
+            completion_tokens = receipt.completion_tokens, price = capture.price, client_left = ending.client_left,
+            "chat charged");
     }
 
     /// A receipt is good when the attested key signed it for this request,

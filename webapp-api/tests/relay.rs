@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use chrysalis_client::PlatformClient;
 use common::proxy::{Fault, Proxy};
 use common::*;
 use futures_util::future::join_all;
@@ -486,4 +487,32 @@ async fn an_admin_added_node_that_restarts_with_new_keys_is_followed() {
     let receipt = answer.outcome.receipt;
     let price = i64::from(receipt.prompt_tokens) * PRICE_PER_TOKEN + i64::from(receipt.completion_tokens) * 2000;
     assert_eq!(platform.balance(&auth).await, (10_000_000 - price, 0));
+}
+
+#[tokio::test]
+async fn a_client_leaving_before_the_first_byte_is_not_charged() {
+    let platform = Platform::start(Database::Sqlite).await;
+    let proxy = Proxy::start(shared_node(), Fault::Delay(Duration::from_millis(800))).await;
+    let provider = platform.register(&proxy.url).await;
+    let auth = platform.funded_user(810, 1_000_000).await;
+    let node = platform.verified_providers(&auth).await.remove(0).1;
+    let impatient = PlatformClient::new(&platform.url, &auth);
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(200),
+        impatient.chat(&[(provider, &node)], Some(128), greedy_chat("Say hello.", 8), |_| {}),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the client gave up waiting");
+
+    let mut chat = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        chat = platform.last_chat().await;
+        if chat["state"] != "held" {
+            break;
+        }
+    }
+    assert_eq!((chat["state"].as_str(), chat["outcome"].as_str()), (Some("released"), Some("cancelled")), "{chat}");
+    assert_eq!(platform.balance(&auth).await, (1_000_000, 0));
+    platform.assert_invariants().await;
 }

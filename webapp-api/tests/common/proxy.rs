@@ -23,6 +23,8 @@ pub enum Fault {
     CutAfterFrames(usize),
     /// Re-sign the receipt trailer with a key the node never attested.
     ForgeReceipt,
+    /// Hold the node's answer back this long before passing it on.
+    Delay(std::time::Duration),
 }
 
 #[derive(Clone)]
@@ -83,6 +85,11 @@ async fn forward(State(target): State<Target>, request: Request) -> Response {
         upstream = upstream.header(name, value);
     }
     let response = upstream.send().await.unwrap();
+    if let Fault::Delay(delay) = target.fault {
+        if parts.method == axum::http::Method::POST {
+            tokio::time::sleep(delay).await;
+        }
+    }
     let mut builder = Response::builder().status(response.status());
     for (name, value) in response.headers() {
         builder = builder.header(name, value);
