@@ -16,25 +16,6 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     println!("chrysalis-node listening on http://{addr} (model {})", state.model_id);
     chrysalis_inference::start_registration(&args, &state, addr);
-    chrysalis_inference::serve(listener, state, shutdown_signal()).await?;
+    chrysalis_inference::serve(listener, state, chrysalis_shutdown::signal()).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
-    tracing::info!("shutting down; finishing requests in flight");
 }
