@@ -216,10 +216,9 @@ async fn failover_reaches_the_live_provider_when_the_other_is_down() {
     platform.assert_invariants().await;
 }
 
-#[tokio::test]
-async fn the_database_and_logs_never_hold_the_conversation() {
+async fn the_database_and_logs_never_hold_the_conversation(database: Database) {
     let logs = captured_logs();
-    let mut platform = Platform::start(Database::Sqlite).await;
+    let mut platform = Platform::start(database).await;
     let provider = platform.register(shared_node()).await;
     let auth = platform.funded_user(803, 10_000_000).await;
     let providers = platform.verified_providers(&auth).await;
@@ -229,16 +228,13 @@ async fn the_database_and_logs_never_hold_the_conversation() {
         .chat(&[(provider, &providers[0].1)], Some(256), greedy_chat(prompt, 40), |_| {})
         .await
         .unwrap();
-    let text = answer.outcome.text;
+    let text = answer.outcome.text.clone();
     assert!(text.len() > 20, "{text}");
     platform.stop().await;
 
-    let dir = platform.sqlite_dir.clone().unwrap();
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        stored.extend(std::fs::read(entry.unwrap().path()).unwrap());
-    }
-    assert!(stored.len() > 10_000, "the database files were read");
+    let stored = platform.stored_bytes();
+    assert!(contains(&stored, b"chat_requests") || contains(&stored, b"CREATE TABLE"), "the database was read");
+    assert!(contains(&stored, answer.outcome.receipt.request_id.to_hex().as_bytes()), "the chat's row was read");
     let logged = logs.lock().unwrap().clone();
     assert!(String::from_utf8_lossy(&logged).contains("chat charged"), "the relay's logs were captured");
     for (place, bytes) in [("database", &stored), ("logs", &logged)] {
@@ -246,6 +242,16 @@ async fn the_database_and_logs_never_hold_the_conversation() {
             assert!(!contains(bytes, secret.as_bytes()), "{place} holds {secret:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn the_database_and_logs_never_hold_the_conversation_on_sqlite() {
+    the_database_and_logs_never_hold_the_conversation(Database::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_database_and_logs_never_hold_the_conversation_on_postgres() {
+    the_database_and_logs_never_hold_the_conversation(Database::Postgres).await;
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -134,6 +134,7 @@ pub struct Platform {
     pub url: String,
     pub state: AppState,
     pub database: Database,
+    pub database_url: String,
     /// The SQLite file's directory (removed when the platform stops).
     pub sqlite_dir: Option<PathBuf>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -147,10 +148,10 @@ impl Platform {
 
     /// Starts a platform with the test settings plus `extra` flags.
     pub async fn start_with(database: Database, extra: &[&str]) -> Platform {
-        let (url, sqlite_dir) = database_url(database).await;
+        let (test_url, sqlite_dir) = database_url(database).await;
         let mut flags = vec![
             "chrysalis-api".to_owned(),
-            format!("--database-url={url}"),
+            format!("--database-url={test_url}"),
             format!("--bot-token={BOT_TOKEN}"),
             format!("--admin-token={ADMIN_TOKEN}"),
             format!("--service-token={SERVICE_TOKEN}"),
@@ -165,7 +166,8 @@ impl Platform {
         flags.retain(|flag| !extra.iter().any(|e| name(e) == name(flag)));
         flags.extend(extra.iter().map(|s| s.to_string()));
         let args = ApiArgs::parse_from(flags);
-        let db = Db::connect(&args.database_url()).await.expect("database opens");
+        let url = args.database_url();
+        let db = Db::connect(&url).await.expect("database opens");
         let state = AppState::new(db, args.settings().unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -177,6 +179,7 @@ impl Platform {
             url: format!("http://{address}"),
             state,
             database,
+            database_url: url,
             sqlite_dir,
             shutdown: Some(shutdown),
             served: Some(served),
@@ -276,6 +279,23 @@ impl Platform {
                 (p, node)
             })
             .collect()
+    }
+
+    /// Everything the database holds, as bytes: the SQLite files, or a
+    /// `pg_dump` of the PostgreSQL database.
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        match &self.sqlite_dir {
+            Some(dir) => std::fs::read_dir(dir)
+                .unwrap()
+                .flat_map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+                .collect(),
+            None => {
+                let dump =
+                    std::process::Command::new("pg_dump").arg(&self.database_url).output().expect("pg_dump runs");
+                assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+                dump.stdout
+            }
+        }
     }
 
     /// One row of `chat_requests`, newest first, as JSON.
