@@ -62,18 +62,32 @@ pub struct NodeClient {
 
 impl NodeClient {
     pub fn new(base_url: &str) -> Self {
-        Self { http: reqwest::Client::new(), base_url: base_url.trim_end_matches('/').to_owned() }
+        Self::with_http(reqwest::Client::new(), base_url)
+    }
+
+    /// A client sharing `http`'s connection pool and settings.
+    pub fn with_http(http: reqwest::Client, base_url: &str) -> Self {
+        Self { http, base_url: base_url.trim_end_matches('/').to_owned() }
     }
 
     /// Fetches the node's attestation document and checks it against `policy`.
     pub async fn attest(&self, policy: &Policy) -> Result<VerifiedNode, ClientError> {
+        Ok(self.document().await?.verify(policy)?)
+    }
+
+    /// Fetches the node's attestation document, unchecked. Reading stops as
+    /// soon as it passes the size limit, whatever length the node announced.
+    pub async fn document(&self) -> Result<AttestationDocument, ClientError> {
         let response = self.http.get(format!("{}/v1/attestation", self.base_url)).send().await?;
-        let response = check_status(response).await?;
-        if response.content_length().is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64) {
-            return Err(AttestationError::TooLarge.into());
+        let mut response = check_status(response).await?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_DOCUMENT_BYTES {
+                return Err(AttestationError::TooLarge.into());
+            }
         }
-        let body = response.bytes().await?;
-        Ok(AttestationDocument::parse(&body)?.verify(policy)?)
+        Ok(AttestationDocument::parse(&body)?)
     }
 
     /// Seals `chat` (an OpenAI chat request body) to `node`, streams the

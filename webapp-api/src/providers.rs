@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use chrysalis_protocol::attestation::{AttestationDocument, Policy, VerifiedNode, MAX_DOCUMENT_BYTES};
+use chrysalis_client::{ClientError, NodeClient};
+use chrysalis_protocol::attestation::{AttestationDocument, Policy, VerifiedNode};
 use chrysalis_protocol::money::{NanoTon, Prices};
 use chrysalis_protocol::registry::ProviderRegistration;
 use serde::Serialize;
@@ -199,20 +200,13 @@ pub async fn record_chat(db: &Db, id: i64, result: ChatResult) -> Result<(), sql
 
 /// Fetches the attestation document a node serves now.
 pub async fn fetch_attestation(http: &reqwest::Client, url: &str) -> Result<AttestationDocument, String> {
-    let response = http
-        .get(format!("{}/v1/attestation", url.trim_end_matches('/')))
-        .timeout(FETCH_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| format!("unreachable: {}", without_url(&e)))?;
-    if !response.status().is_success() {
-        return Err(format!("attestation answered {}", response.status()));
+    let node = NodeClient::with_http(http.clone(), url);
+    match tokio::time::timeout(FETCH_TIMEOUT, node.document()).await {
+        Ok(Ok(document)) => Ok(document),
+        Ok(Err(ClientError::Http(error))) => Err(format!("unreachable: {}", without_url(&error))),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no attestation document within {} s", FETCH_TIMEOUT.as_secs())),
     }
-    if response.content_length().is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64) {
-        return Err("attestation document too large".into());
-    }
-    let body = response.bytes().await.map_err(|e| format!("reading attestation: {}", without_url(&e)))?;
-    AttestationDocument::parse(&body).map_err(|e| e.to_string())
 }
 
 /// A reqwest error's text without the URL (already in the log's fields).

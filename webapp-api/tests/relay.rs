@@ -401,6 +401,34 @@ async fn unattested_nodes_are_refused_unless_allowed() {
 }
 
 #[tokio::test]
+async fn an_oversized_attestation_document_is_refused() {
+    let platform = Platform::start(Database::Sqlite).await;
+    // A "node" that streams an endless document.
+    let endless = axum::Router::new().route(
+        "/v1/attestation",
+        axum::routing::get(|| async {
+            let chunks = futures_util::stream::repeat_with(|| {
+                Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 8192]))
+            });
+            axum::body::Body::from_stream(chunks)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, endless).await });
+    let prices = json!({"prompt_per_million": "1", "completion_per_million": "1"});
+    let refused = http()
+        .post(format!("{}/api/admin/providers", platform.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"url": url, "model": "m", "prices": prices}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("larger than"));
+}
+
+#[tokio::test]
 async fn shutdown_lets_a_streaming_chat_finish_and_settle() {
     let mut platform = Platform::start(Database::Sqlite).await;
     let provider = platform.register(shared_node()).await;
@@ -521,4 +549,26 @@ async fn a_client_leaving_before_the_first_byte_is_not_charged() {
     assert_eq!((chat["state"].as_str(), chat["outcome"].as_str()), (Some("released"), Some("cancelled")), "{chat}");
     assert_eq!(platform.balance(&auth).await, (1_000_000, 0));
     platform.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn registration_takes_the_provider_token_when_one_is_set() {
+    let platform = Platform::start_with(Database::Sqlite, &["--provider-token=provider-secret"]).await;
+    let registration = registration(shared_node()).await;
+    let register = |token: Option<&'static str>| {
+        let mut request = http().post(format!("{}/api/providers/register", platform.url)).json(&registration);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(register(None).await.unwrap().status(), 401);
+    assert_eq!(register(Some("wrong")).await.unwrap().status(), 401);
+    assert_eq!(register(Some("provider-secret")).await.unwrap().status(), 200);
+
+    let auth = platform.funded_user(811, 0).await;
+    let same_model = platform.user_get("/api/providers?model=test-model", &auth).await;
+    assert_eq!(same_model["providers"].as_array().unwrap().len(), 1);
+    let other_model = platform.user_get("/api/providers?model=another-model", &auth).await;
+    assert!(other_model["providers"].as_array().unwrap().is_empty());
 }
