@@ -39,7 +39,7 @@ impl ApiError {
         Self::new(StatusCode::PAYMENT_REQUIRED, "insufficient_funds", message)
     }
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many chats; wait a moment");
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; wait a moment");
         error.retry_after_secs = Some(retry_after_secs.max(1));
         error
     }

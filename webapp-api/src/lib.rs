@@ -32,6 +32,9 @@ use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 
+/// Top-up intents a user may start per minute.
+const TOPUPS_PER_MINUTE: u32 = 5;
+
 /// Everything the handlers need, passed explicitly.
 #[derive(Clone)]
 pub struct AppState {
@@ -41,6 +44,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub metrics: Metrics,
     pub chat_limiter: Arc<RateLimiter>,
+    /// Top-up intents each write a row; a few a minute is plenty.
+    pub topup_limiter: Arc<RateLimiter>,
     /// Relays streaming now; shutdown waits for them to settle.
     pub relays: TaskTracker,
 }
@@ -54,6 +59,7 @@ impl AppState {
             .unwrap_or_default();
         Self {
             chat_limiter: Arc::new(RateLimiter::new(settings.chats_per_minute)),
+            topup_limiter: Arc::new(RateLimiter::new(TOPUPS_PER_MINUTE)),
             db,
             settings: Arc::new(settings),
             http,

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::error::ApiError;
+
 /// Buckets kept before full ones are forgotten.
 const MAX_TRACKED: usize = 100_000;
 
@@ -22,6 +24,11 @@ impl RateLimiter {
     /// Allows `per_minute` requests a minute per user, in bursts of as many.
     pub fn new(per_minute: u32) -> Self {
         Self { per_minute, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one request from `user`'s bucket now, or refuses with 429.
+    pub fn admit(&self, user: i64) -> Result<(), ApiError> {
+        self.check(user, Instant::now()).map_err(|wait| ApiError::rate_limited(wait.as_secs_f64().ceil() as u64))
     }
 
     /// Takes one request from `user`'s bucket, or says how long to wait.

@@ -59,9 +59,9 @@ pub async fn chat(
     Caller(user): Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if let Err(wait) = state.chat_limiter.check(user.id, Instant::now()) {
+    if let Err(limited) = state.chat_limiter.admit(user.id) {
         state.metrics.refuse("rate_limited");
-        return Err(ApiError::rate_limited(wait.as_secs_f64().ceil() as u64));
+        return Err(limited);
     }
     let body = body.map_err(|r| ApiError::from_body(r, state.settings.max_body_bytes))?;
     let request: RelayRequest =

@@ -320,6 +320,14 @@ async fn admins_steer_users_and_providers() {
         .unwrap();
     assert!(topup["memo"].as_str().unwrap().starts_with("cz-"));
     assert_eq!(topup["address"], "EQD_test_deposit_address");
+    for _ in 0..4 {
+        let again =
+            http().post(format!("{}/api/topup", platform.url)).header("authorization", &auth).send().await.unwrap();
+        assert_eq!(again.status(), 200);
+    }
+    let limited =
+        http().post(format!("{}/api/topup", platform.url)).header("authorization", &auth).send().await.unwrap();
+    assert_eq!(limited.status(), 429, "five top-ups a minute");
 
     // The bot acts for a user with the service token.
     let as_bot = http()

@@ -111,6 +111,7 @@ pub async fn providers(
 
 /// Starts a top-up: a memo that ties a TON transfer to this user.
 pub async fn topup(State(state): State<AppState>, Caller(user): Caller) -> Result<Json<Value>, ApiError> {
+    state.topup_limiter.admit(user.id)?;
     let address = state
         .settings
         .deposit_address
