@@ -93,7 +93,10 @@ pub struct ApiArgs {
     pub deposit_address: Option<String>,
 
     /// Holds older than this many seconds are released (their relay died).
-    #[arg(long, env = "CHRYSALIS_API_STALE_HOLD_SECS", default_value_t = 900)]
+    /// A chat may stream for three quarters of it, so a live relay always
+    /// settles first.
+    #[arg(long, env = "CHRYSALIS_API_STALE_HOLD_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(4..))]
     pub stale_hold_secs: u64,
 }
 
@@ -122,6 +125,14 @@ pub struct Settings {
     pub chats_per_minute: u32,
     pub deposit_address: Option<String>,
     pub stale_hold: Duration,
+}
+
+impl Settings {
+    /// How long one chat may stream before the relay gives up on it: three
+    /// quarters of the stale-hold age, leaving a quarter to settle.
+    pub fn longest_chat(&self) -> Duration {
+        self.stale_hold * 3 / 4
+    }
 }
 
 impl ApiArgs {

@@ -297,7 +297,7 @@ pub async fn capture(db: &Db, request_id: &str, capture: &Capture) -> Result<(),
 /// Why a held chat was released without a charge.
 #[derive(Debug, Clone)]
 pub struct Release {
-    /// unreachable | cancelled | no_receipt | bad_receipt | provider_failed | expired
+    /// unreachable | cancelled | no_receipt | bad_receipt | provider_failed | timed_out | expired
     pub outcome: &'static str,
     pub provider_id: Option<i64>,
     pub attempts: i64,

@@ -126,6 +126,7 @@ async fn hold_and_relay(
                     return;
                 }
                 let relay = Relay {
+                    deadline: started + state.settings.longest_chat(),
                     state,
                     request_id,
                     token_budget,
@@ -271,6 +272,9 @@ struct Relay {
     hold_amount: i64,
     attempts: i64,
     started: Instant,
+    /// When the relay gives up on the stream, well before the stale-hold
+    /// sweep could release a hold this relay still owns.
+    deadline: Instant,
     provider: Provider,
     node: VerifiedNode,
 }
@@ -278,7 +282,9 @@ struct Relay {
 /// How the upstream stream ended.
 struct Ending {
     receipt: Option<String>,
-    upstream_failed: bool,
+    /// Why the stream broke off, as the release outcome: `provider_failed`
+    /// (an error) or `timed_out` (a stall, or the chat's time ran out).
+    broke_off: Option<&'static str>,
     client_left: bool,
     ttft: Option<Duration>,
 }
@@ -290,14 +296,19 @@ impl Relay {
     async fn run(self, mut upstream: UpstreamBody, first: Bytes, sender: mpsc::Sender<ClientFrame>) {
         self.state.metrics.in_flight.inc();
         let mut client_left = sender.send(Ok(Frame::data(first))).await.is_err();
-        let mut ending = Ending { receipt: None, upstream_failed: false, client_left: false, ttft: None };
+        let mut ending = Ending { receipt: None, broke_off: None, client_left: false, ttft: None };
         let mut trailers = None;
         loop {
-            let frame = match tokio::time::timeout(FRAME_TIMEOUT, upstream.frame()).await {
+            let wait = FRAME_TIMEOUT.min(self.deadline.saturating_duration_since(Instant::now()));
+            let frame = match tokio::time::timeout(wait, upstream.frame()).await {
                 Ok(Some(Ok(frame))) => frame,
                 Ok(None) => break,
-                Ok(Some(Err(_))) | Err(_) => {
-                    ending.upstream_failed = true;
+                Ok(Some(Err(_))) => {
+                    ending.broke_off = Some("provider_failed");
+                    break;
+                }
+                Err(_) => {
+                    ending.broke_off = Some("timed_out");
                     break;
                 }
             };
@@ -314,7 +325,7 @@ impl Relay {
         }
         ending.client_left = client_left;
         self.settle(&ending).await;
-        if ending.upstream_failed {
+        if ending.broke_off.is_some() {
             let _ = sender.send(Err(std::io::Error::other("the provider's answer broke off"))).await;
         } else if let Some(trailers) = trailers {
             let _ = sender.send(Ok(Frame::trailers(trailers))).await;
@@ -326,7 +337,7 @@ impl Relay {
     async fn settle(&self, ending: &Ending) {
         let request_hex = self.request_id.to_hex();
         let receipt = match &ending.receipt {
-            None => Err(if ending.upstream_failed { "provider_failed" } else { "no_receipt" }),
+            None => Err(ending.broke_off.unwrap_or("no_receipt")),
             Some(text) => self.check_receipt(text).map_err(|problem| {
                 tracing::warn!(request = %request_hex, provider = self.provider.id, problem, "receipt refused");
                 "bad_receipt"

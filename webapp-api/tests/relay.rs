@@ -181,6 +181,27 @@ async fn a_node_dying_mid_stream_costs_the_user_nothing() {
 }
 
 #[tokio::test]
+async fn a_hung_node_is_given_up_on_before_the_stale_hold_sweep() {
+    // Holds go stale after 4 s, so a chat may stream for 3 s.
+    let platform = Platform::start_with(Database::Sqlite, &["--stale-hold-secs=4"]).await;
+    let proxy = Proxy::start(shared_node(), Fault::StallAfterFrames(3)).await;
+    let provider = platform.register(&proxy.url).await;
+    let auth = platform.funded_user(802, 1_000_000).await;
+    let providers = platform.verified_providers(&auth).await;
+    let chat = greedy_chat("Tell me a long story about a lighthouse.", 200);
+    let started = std::time::Instant::now();
+    let result = platform.client(&auth).chat(&[(provider, &providers[0].1)], Some(512), chat, |_| {}).await;
+    let waited = started.elapsed();
+    assert!(result.is_err(), "the answer never finished");
+    assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(4), "gave up after {waited:?}");
+
+    assert_eq!(platform.balance(&auth).await, (1_000_000, 0), "the whole hold came back");
+    let chat = platform.last_chat().await;
+    assert_eq!((chat["state"].as_str(), chat["outcome"].as_str()), (Some("released"), Some("timed_out")));
+    platform.assert_invariants().await;
+}
+
+#[tokio::test]
 async fn failover_reaches_the_live_provider_when_the_other_is_down() {
     let platform = Platform::start_with(Database::Sqlite, &["--health-interval-secs=1"]).await;
     let mut dead = Proxy::start(shared_node(), Fault::None).await;

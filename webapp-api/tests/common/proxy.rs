@@ -1,6 +1,7 @@
 //! An HTTP proxy in front of a node that fails the way nodes fail: it can
-//! cut the answer off mid-stream (the node died) or swap the receipt
-//! trailer for one signed by another key (a dishonest node).
+//! cut the answer off mid-stream (the node died), stop sending mid-stream
+//! (the node hangs), or swap the receipt trailer for one signed by another
+//! key (a dishonest node).
 
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +22,8 @@ pub enum Fault {
     None,
     /// Break the connection after this many data frames of an answer.
     CutAfterFrames(usize),
+    /// Send this many frames of an answer, then nothing, never ending.
+    StallAfterFrames(usize),
     /// Re-sign the receipt trailer with a key the node never attested.
     ForgeReceipt,
     /// Hold the node's answer back this long before passing it on.
@@ -120,5 +123,11 @@ async fn forward(State(target): State<Target>, request: Request) -> Response {
             (_, Err(frame)) => Ok(frame),
         }
     });
-    builder.body(Body::new(StreamBody::new(faulty))).unwrap()
+    let body = match fault {
+        Fault::StallAfterFrames(limit) => {
+            Body::new(StreamBody::new(faulty.take(limit).chain(futures_util::stream::pending())))
+        }
+        _ => Body::new(StreamBody::new(faulty)),
+    };
+    builder.body(body).unwrap()
 }
