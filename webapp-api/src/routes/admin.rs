@@ -13,6 +13,7 @@ use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::ledger::{self, Account};
 use crate::providers;
+use crate::routes::page_limit;
 use crate::routes::registry::{register_checked, NewProvider};
 use crate::users;
 use crate::{unix_ms, AppState};
@@ -201,10 +202,7 @@ pub async fn users(
     query: Result<Query<UserQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("limit must be 1 to 200"));
-    }
+    let limit = page_limit(query.limit)?;
     let text = query.query.unwrap_or_default();
     if text.len() > 100 {
         return Err(ApiError::invalid("query is at most 100 characters"));

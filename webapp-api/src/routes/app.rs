@@ -13,6 +13,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::ledger::{self, Account};
 use crate::providers;
+use crate::routes::page_limit;
 use crate::{random_bytes, unix_ms, AppState};
 
 #[derive(Serialize)]
@@ -52,10 +53,7 @@ pub async fn history(
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("limit must be 1 to 200"));
-    }
+    let limit = page_limit(query.limit)?;
     let entries = ledger::history(&state.db, user.id, query.before, limit).await?;
     let next_before = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.id)).flatten();
     Ok(Json(json!({ "entries": entries, "next_before": next_before })))

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::error::ApiError;
 use crate::{relay, AppState};
 
 /// The OpenAPI document of this API.
@@ -39,6 +40,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/ledger/check", get(admin::ledger_check))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// The `limit` of a paged list: 1 to 200, 50 when absent.
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid("limit must be 1 to 200"));
+    }
+    Ok(limit)
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
